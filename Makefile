@@ -1,0 +1,51 @@
+# Sluice: `make demo` runs the demo, `make test` runs every test (as root, privileged ones too).
+GO         ?= go
+# The BPF objects are committed; regenerating them must give the same bytes, so clang is pinned.
+BPF_CLANG  ?= clang-14
+BPF_CFLAGS ?= -O2 -g -Wall -Werror
+export BPF_CLANG BPF_CFLAGS
+
+BIN := bin/sluice
+
+.PHONY: all build generate check-generate test test-unit lint demo deps clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/sluice
+
+deps:
+	@scripts/install-deps run
+
+# Regenerate loader/lb_bpfel.{go,o} from bpf/ with bpf2go (needs clang-14, libbpf-dev).
+generate:
+	@scripts/install-deps build
+	cd loader && $(GO) generate ./...
+
+# CI: the committed BPF objects must be what the sources compile to.
+check-generate: generate
+	@git diff --exit-code --stat -- loader/ || \
+		{ echo "loader/: committed BPF objects are stale; run 'make generate' and commit" >&2; exit 1; }
+
+# Every test: unit tests with the race detector, and, as root, the BPF, namespace and
+# end-to-end tests (they skip with a reason when not root).
+test: deps
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+# Unit tests only (no root needed).
+test-unit:
+	$(GO) test -race -count=1 ./config/ ./director/ ./health/ ./sched/ ./test/packets/
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) vet ./...
+	$(GO) mod tidy -diff
+	@scripts/install-deps build
+	clang-format-14 --dry-run --Werror bpf/*.c bpf/*.h
+
+demo: deps build
+	$(GO) run ./test/demo -sluice $(BIN)
+
+clean:
+	rm -rf bin

@@ -1,0 +1,96 @@
+package director
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+)
+
+// Dataplane forwards traffic for the services of a Snapshot. The XDP loader implements it, as will
+// the IPVS fallback. Apply receives the whole desired state each time and must change only what
+// differs from what it applied last; it may be called again with an unchanged snapshot, which
+// it uses to refresh what it derives from the system (such as neighbour MAC addresses).
+type Dataplane interface {
+	Apply(ctx context.Context, s Snapshot) error
+	Close() error
+}
+
+// Proto is an IP protocol number.
+type Proto uint8
+
+// Protocols a service can carry.
+const (
+	TCP Proto = 6
+	UDP Proto = 17
+)
+
+func (p Proto) String() string {
+	switch p {
+	case TCP:
+		return "TCP"
+	case UDP:
+		return "UDP"
+	}
+	return fmt.Sprintf("proto(%d)", uint8(p))
+}
+
+// Method is a forwarding method.
+type Method uint8
+
+// Forwarding methods; the XDP data path implements DR so far.
+const (
+	MethodDR Method = iota
+	MethodTUN
+	MethodNAT
+)
+
+func (m Method) String() string {
+	switch m {
+	case MethodDR:
+		return "DR"
+	case MethodTUN:
+		return "TUN"
+	case MethodNAT:
+		return "NAT"
+	}
+	return fmt.Sprintf("method(%d)", uint8(m))
+}
+
+// ServiceKey identifies a virtual service.
+type ServiceKey struct {
+	VIP   netip.Addr
+	Port  uint16
+	Proto Proto
+}
+
+func (k ServiceKey) String() string {
+	return fmt.Sprintf("%s %s", k.Proto, netip.AddrPortFrom(k.VIP, k.Port))
+}
+
+// Snapshot is the complete desired forwarding state. Services are sorted by key and backends
+// by address and port, so two snapshots of the same state compare equal.
+type Snapshot struct {
+	Services []Service
+}
+
+// Service is one virtual service and all of its configured real servers.
+type Service struct {
+	Key ServiceKey
+	// Scheduler is the keepalived lb_algo name ("rr", "wrr", "mh", ...).
+	Scheduler string
+	Backends  []Backend
+}
+
+// Backend is one real server of a service.
+type Backend struct {
+	Addr   netip.Addr
+	Port   uint16
+	Weight int
+	Method Method
+	// Up is false when health checks have failed: the backend gets no new flows, and flows
+	// pinned to it are re-balanced (its server no longer answers).
+	Up bool
+}
+
+// Eligible reports whether the backend may receive new flows.
+func (b Backend) Eligible() bool { return b.Up && b.Weight > 0 }

@@ -2,8 +2,13 @@
 //
 // The walking skeleton understands global_defs, virtual_server, real_server and TCP_CHECK, and
 // reads vrrp_instance only far enough to know which VIPs VRRP owns. Every other keyword is kept
-// out of the typed result with one warning, never silently dropped. Errors and warnings carry
-// file:line:col.
+// out of the typed result with one warning, never silently dropped; where ignoring it would
+// change what is served (virtual_server fwmark or group, protocol SCTP, $NAME substitution) it
+// is an error instead. Errors and warnings carry file:line:col, and Parse reports every error
+// it finds, not just the first.
+//
+// Defaults and limits follow keepalived 2.2 (what `keepalived -t` accepts), including its
+// surprises, each with a warning: a virtual_server without `protocol` is UDP.
 package config
 
 import (
@@ -19,7 +24,16 @@ type Pos struct {
 	Col  int // 1-based, in bytes
 }
 
-func (p Pos) String() string { return fmt.Sprintf("%s:%d:%d", p.File, p.Line, p.Col) }
+// String is file:line:col; a zero line or column (a whole-file problem) is left out.
+func (p Pos) String() string {
+	switch {
+	case p.Line == 0:
+		return p.File
+	case p.Col == 0:
+		return fmt.Sprintf("%s:%d", p.File, p.Line)
+	}
+	return fmt.Sprintf("%s:%d:%d", p.File, p.Line, p.Col)
+}
 
 // Error is one problem found in a configuration file.
 type Error struct {
@@ -87,7 +101,7 @@ type VirtualServer struct {
 	Pos       Pos
 	Addr      netip.Addr
 	Port      uint16
-	Protocol  Protocol      // default TCP
+	Protocol  Protocol      // default UDP, as keepalived (with a warning: most configs mean TCP)
 	LBAlgo    string        // lb_algo / lvs_sched; default "wlc" as in keepalived
 	LBKind    LBKind        // lb_kind / lvs_method; default NAT as in keepalived
 	DelayLoop time.Duration // default 60s
@@ -108,6 +122,10 @@ type RealServer struct {
 	// DelayLoop overrides the virtual server's delay_loop when non-zero.
 	DelayLoop time.Duration
 	TCPChecks []TCPCheck
+	// UnsupportedCheckers names each checker block Sluice does not run yet (HTTP_GET,
+	// MISC_CHECK, ...), once per block, so the director can tell that the server's health is
+	// not fully known rather than trusting TCPChecks alone.
+	UnsupportedCheckers []string
 }
 
 // TCPCheck is a TCP_CHECK block: a check passes when a TCP connection is established.

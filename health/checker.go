@@ -6,6 +6,7 @@ package health
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -38,3 +39,19 @@ type Event struct {
 	Up  bool
 	Err error // the last failure when Up is false
 }
+
+// DefaultTimeout bounds a check whose Checker does not say how long it may take; it is
+// keepalived's default connect_timeout.
+const DefaultTimeout = 5 * time.Second
+
+// TimeoutChecker is a Checker that knows how long one probe may take. The Scheduler gives each
+// probe a context with that deadline, DefaultTimeout for Checkers that do not implement it.
+type TimeoutChecker interface {
+	Checker
+	CheckTimeout() time.Duration
+}
+
+// ErrCheckHung is reported for a probe that did not return within its timeout plus a grace
+// period, although its context was cancelled. The Scheduler counts it as a failure and does
+// not start that checker again until the abandoned probe returns.
+var ErrCheckHung = errors.New("check did not return after its timeout")

@@ -1,0 +1,468 @@
+package health
+
+import (
+	"container/heap"
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"time"
+)
+
+// hangGrace is how long past its timeout a probe may run before the Scheduler abandons it.
+const hangGrace = time.Second
+
+// Scheduler runs the health checks of a set of Targets and sends an Event on every change of a
+// target's state, following keepalived's rules:
+//
+//   - A target starts in its InitiallyUp state; each of its checkers starts in that state too.
+//   - A round runs the target's checkers one after the other. The next round starts Interval
+//     after a round ends, as keepalived re-arms delay_loop when a check completes. The first
+//     round starts at an offset within Interval derived from the target's ID and the seed, so
+//     that targets added together are not probed together.
+//   - A failed probe of a checker that is up is retried up to Retry times, DelayBeforeRetry
+//     apart; the checker goes down when the last retry fails. A checker that is down is not
+//     retried, and goes up after one passing probe.
+//   - A target is up when all its checkers are up (always, if it has none). The Event of a
+//     target that goes down carries the error of the probe that took it down.
+//
+// Each probe gets a context that is cancelled after its timeout (TimeoutChecker, else
+// DefaultTimeout); a probe that returns after that fails. A probe that has not returned a
+// second after its timeout is abandoned: it fails with ErrCheckHung and is logged, and its
+// checker fails at once, without being called, until the abandoned probe returns. So a target
+// has at most one probe running, plus at most one abandoned probe per hung checker.
+//
+// No Event is sent for a target's initial state, nor for a target Update removes. Events wait
+// in a queue inside the Scheduler, so a slow reader delays them but not the checks.
+//
+// All state belongs to the goroutine in Run; Update hands it a new set of targets.
+type Scheduler struct {
+	events chan<- Event
+	clock  Clock
+	log    *slog.Logger
+	seed   uint64
+
+	mu      sync.Mutex
+	desired []Target      // the last set passed to Update
+	updated chan struct{} // signals Run that desired changed
+
+	// Owned by Run.
+	ctx      context.Context
+	targets  map[string]*target
+	queue    dueQueue          // targets waiting for a time, earliest first
+	probes   map[uint64]*probe // probes whose goroutine has not returned
+	results  chan probeResult  // from probe goroutines to Run
+	out      []Event           // events not yet sent
+	probeSeq uint64            // the ID of the last probe started
+}
+
+// Option configures a Scheduler.
+type Option func(*Scheduler)
+
+// WithClock sets the time source; the default is the system clock.
+func WithClock(c Clock) Option { return func(s *Scheduler) { s.clock = c } }
+
+// WithLogger sets where check failures are logged; the default is slog.Default().
+func WithLogger(l *slog.Logger) Option { return func(s *Scheduler) { s.log = l } }
+
+// WithSeed sets the seed of the targets' start offsets; the default is random. Offsets depend
+// only on the seed, the target's ID and its Interval.
+func WithSeed(seed uint64) Option { return func(s *Scheduler) { s.seed = seed } }
+
+// NewScheduler returns a Scheduler that sends state changes on events. It has no targets until
+// Update is called and checks nothing until Run is.
+func NewScheduler(events chan<- Event, opts ...Option) *Scheduler {
+	s := &Scheduler{
+		events:  events,
+		clock:   systemClock{},
+		log:     slog.Default(),
+		seed:    rand.Uint64(),
+		updated: make(chan struct{}, 1),
+		targets: make(map[string]*target),
+		probes:  make(map[uint64]*probe),
+		results: make(chan probeResult),
+	}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+// Update replaces the set of targets; it may be called before or while Run runs, and does not
+// block. Targets are matched by ID: new ones start as described on Scheduler, missing ones
+// stop (no Event is sent for them), and the others keep their state and schedule while their
+// new definition applies from its next use. If a kept target's checkers (by String) changed,
+// its round in progress is dropped, checkers with an unchanged String keep their state, new
+// ones start in the target's current state, and the next round starts at the target's offset.
+// An invalid set is rejected and the running one kept.
+func (s *Scheduler) Update(targets []Target) error {
+	seen := make(map[string]bool, len(targets))
+	ts := make([]Target, len(targets))
+	for i, t := range targets {
+		switch {
+		case t.ID == "":
+			return fmt.Errorf("update health targets: target %d has no id", i)
+		case seen[t.ID]:
+			return fmt.Errorf("update health targets: duplicate id %q", t.ID)
+		case t.Interval <= 0:
+			return fmt.Errorf("update health targets: target %q: interval %v is not positive", t.ID, t.Interval)
+		case t.Retry < 0 || t.DelayBeforeRetry < 0:
+			return fmt.Errorf("update health targets: target %q: negative retry or delay before retry", t.ID)
+		}
+		seen[t.ID] = true
+		t.Checkers = slices.Clone(t.Checkers)
+		ts[i] = t
+	}
+	s.mu.Lock()
+	s.desired = ts
+	s.mu.Unlock()
+	select {
+	case s.updated <- struct{}{}:
+	default: // Run has yet to pick up an earlier update and will read this one.
+	}
+	return nil
+}
+
+// Run checks the targets until ctx is done, then returns ctx.Err(). Probes still running are
+// cancelled, not waited for. Run must not be called more than once.
+func (s *Scheduler) Run(ctx context.Context) error {
+	s.ctx = ctx
+	var (
+		timer Timer
+		armed time.Time // when timer fires
+	)
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		var timerC <-chan time.Time
+		if len(s.queue) == 0 {
+			if timer != nil {
+				timer.Stop()
+				timer = nil
+			}
+		} else {
+			if next := s.queue[0].due; timer == nil || !next.Equal(armed) {
+				if timer != nil {
+					timer.Stop()
+				}
+				timer, armed = s.clock.NewTimer(next.Sub(s.clock.Now())), next
+			}
+			timerC = timer.C()
+		}
+		var out chan<- Event
+		var ev Event
+		if len(s.out) > 0 {
+			out, ev = s.events, s.out[0]
+		}
+
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-s.updated:
+			s.reconcile(s.clock.Now())
+		case r := <-s.results:
+			s.finishProbe(r, s.clock.Now())
+		case <-timerC:
+			timer = nil
+			now := s.clock.Now()
+			for len(s.queue) > 0 && !s.queue[0].due.After(now) {
+				s.fire(heap.Pop(&s.queue).(*target), now)
+			}
+		case out <- ev:
+			s.out[0] = Event{}
+			s.out = s.out[1:]
+		}
+	}
+}
+
+// phase is what a target waits for.
+type phase int
+
+const (
+	waitRound phase = iota // the next round, at due
+	waitRetry              // the retry of the current check, at due
+	waitProbe              // the probe in flight; due is its timeout, then its hang limit
+)
+
+type target struct {
+	Target
+	up     bool
+	checks []*check
+	phase  phase
+	due    time.Time
+	index  int    // in the queue; -1 when not queued
+	cur    int    // the check of the current round
+	tries  int    // retries of the current check so far
+	probe  *probe // the probe in flight, in waitProbe
+}
+
+type check struct {
+	Checker
+	up   bool
+	busy bool // a probe of this check has not returned
+}
+
+type probe struct {
+	id       uint64
+	t        *target
+	c        *check
+	cancel   context.CancelFunc
+	timeout  time.Duration
+	timedOut bool // cancelled at its timeout
+}
+
+type probeResult struct {
+	id  uint64
+	err error
+}
+
+func (s *Scheduler) reconcile(now time.Time) {
+	s.mu.Lock()
+	desired := s.desired
+	s.mu.Unlock()
+
+	keep := make(map[string]bool, len(desired))
+	for _, d := range desired {
+		keep[d.ID] = true
+		if t, ok := s.targets[d.ID]; ok {
+			s.redefine(t, d, now)
+			continue
+		}
+		t := &target{Target: d, up: d.InitiallyUp, index: -1}
+		for _, c := range d.Checkers {
+			t.checks = append(t.checks, &check{Checker: c, up: d.InitiallyUp})
+		}
+		s.targets[d.ID] = t
+		s.evaluate(t, nil) // a target without checkers is up
+		s.schedule(t, now.Add(s.offset(d.ID, d.Interval)))
+	}
+	for id, t := range s.targets {
+		if keep[id] {
+			continue
+		}
+		if t.probe != nil {
+			t.probe.cancel()
+			t.probe = nil
+		}
+		if t.index >= 0 {
+			heap.Remove(&s.queue, t.index)
+		}
+		delete(s.targets, id)
+	}
+}
+
+// redefine applies a new definition d to a running target t.
+func (s *Scheduler) redefine(t *target, d Target, now time.Time) {
+	same := len(d.Checkers) == len(t.checks)
+	for i := 0; same && i < len(d.Checkers); i++ {
+		same = d.Checkers[i].String() == t.checks[i].String()
+	}
+	t.Target = d
+	if same {
+		for i, c := range d.Checkers {
+			t.checks[i].Checker = c
+		}
+		return
+	}
+
+	old := t.checks
+	t.checks = nil
+	for _, c := range d.Checkers {
+		i := slices.IndexFunc(old, func(o *check) bool { return o != nil && o.String() == c.String() })
+		if i < 0 {
+			t.checks = append(t.checks, &check{Checker: c, up: t.up})
+			continue
+		}
+		old[i].Checker = c
+		t.checks = append(t.checks, old[i])
+		old[i] = nil
+	}
+	if t.phase != waitRound {
+		if t.probe != nil {
+			t.probe.cancel()
+			t.probe = nil
+		}
+		t.phase = waitRound
+		s.schedule(t, now.Add(s.offset(t.ID, t.Interval)))
+	}
+	s.evaluate(t, nil) // dropping a failed check may bring the target up
+}
+
+// fire handles a target whose due time has come.
+func (s *Scheduler) fire(t *target, now time.Time) {
+	switch t.phase {
+	case waitRound:
+		t.cur, t.tries = 0, 0
+		s.startProbe(t, now)
+	case waitRetry:
+		s.startProbe(t, now)
+	case waitProbe:
+		p := t.probe
+		if !p.timedOut {
+			p.timedOut = true
+			p.cancel()
+			s.schedule(t, now.Add(hangGrace))
+			return
+		}
+		s.log.Warn("health check hung; abandoning it", "target", t.ID, "check", p.c.String(), "timeout", p.timeout)
+		t.probe = nil // p stays in s.probes, and p.c busy, until its goroutine returns
+		s.checkDone(t, p.c, fmt.Errorf("%w (%v)", ErrCheckHung, p.timeout), now)
+	}
+}
+
+// startProbe probes the current check of t's round, or ends the round.
+func (s *Scheduler) startProbe(t *target, now time.Time) {
+	if t.cur >= len(t.checks) {
+		t.phase = waitRound
+		s.schedule(t, now.Add(t.Interval))
+		return
+	}
+	c := t.checks[t.cur]
+	if c.busy {
+		s.checkDone(t, c, fmt.Errorf("%w: the previous probe is still running", ErrCheckHung), now)
+		return
+	}
+	timeout := DefaultTimeout
+	if tc, ok := c.Checker.(TimeoutChecker); ok && tc.CheckTimeout() > 0 {
+		timeout = tc.CheckTimeout()
+	}
+	// The context has a deadline of its own for checkers that read it (net.Dialer does); the
+	// Scheduler also cancels it on its clock.
+	ctx, cancel := context.WithTimeout(s.ctx, timeout)
+	s.probeSeq++
+	p := &probe{id: s.probeSeq, t: t, c: c, cancel: cancel, timeout: timeout}
+	s.probes[p.id] = p
+	c.busy = true
+	t.probe = p
+	t.phase = waitProbe
+	s.schedule(t, now.Add(timeout))
+	go func(ch Checker) {
+		err := ch.Check(ctx)
+		select {
+		case s.results <- probeResult{p.id, err}:
+		case <-s.ctx.Done():
+		}
+	}(c.Checker)
+}
+
+func (s *Scheduler) finishProbe(r probeResult, now time.Time) {
+	p := s.probes[r.id]
+	delete(s.probes, r.id)
+	p.cancel()
+	p.c.busy = false
+	t := p.t
+	if t.probe != p {
+		return // abandoned, or its target was removed or redefined
+	}
+	t.probe = nil
+	err := r.err
+	if p.timedOut {
+		if err == nil {
+			err = context.DeadlineExceeded
+		}
+		err = fmt.Errorf("timed out after %v: %w", p.timeout, err)
+	}
+	s.checkDone(t, p.c, err, now)
+}
+
+// checkDone applies the outcome of one probe of c, the current check of t, and moves on.
+func (s *Scheduler) checkDone(t *target, c *check, err error, now time.Time) {
+	if err != nil && c.up && t.tries < t.Retry {
+		t.tries++
+		s.log.Debug("health check failed; retrying", "target", t.ID, "check", c.String(), "retry", t.tries, "err", err)
+		t.phase = waitRetry
+		s.schedule(t, now.Add(t.DelayBeforeRetry))
+		return
+	}
+	if up := err == nil; up != c.up {
+		c.up = up
+		if up {
+			s.log.Info("health check passed", "target", t.ID, "check", c.String())
+		} else {
+			s.log.Info("health check failed", "target", t.ID, "check", c.String(), "retries", t.tries, "err", err)
+		}
+	}
+	if err != nil {
+		err = fmt.Errorf("%s: %w", c, err)
+	}
+	s.evaluate(t, err)
+	t.cur++
+	t.tries = 0
+	s.startProbe(t, now)
+}
+
+// evaluate recomputes t's state from its checks and queues an Event if it changed.
+func (s *Scheduler) evaluate(t *target, err error) {
+	up := true
+	for _, c := range t.checks {
+		up = up && c.up
+	}
+	if up == t.up {
+		return
+	}
+	t.up = up
+	ev := Event{ID: t.ID, Up: up}
+	if !up {
+		ev.Err = err
+		if ev.Err == nil {
+			ev.Err = errors.New("a check is down")
+		}
+	}
+	s.out = append(s.out, ev)
+}
+
+func (s *Scheduler) schedule(t *target, due time.Time) {
+	t.due = due
+	if t.index >= 0 {
+		heap.Fix(&s.queue, t.index)
+	} else {
+		heap.Push(&s.queue, t)
+	}
+}
+
+// offset returns when, within interval, the first round of target id starts.
+func (s *Scheduler) offset(id string, interval time.Duration) time.Duration {
+	h := fnv.New64a()
+	var seed [8]byte
+	for i := range seed {
+		seed[i] = byte(s.seed >> (8 * i))
+	}
+	h.Write(seed[:])
+	h.Write([]byte(id))
+	return time.Duration(h.Sum64() % uint64(interval))
+}
+
+// dueQueue is a heap of targets by due time, then ID so that ties resolve the same every time.
+type dueQueue []*target
+
+func (q dueQueue) Len() int { return len(q) }
+func (q dueQueue) Less(i, j int) bool {
+	if !q[i].due.Equal(q[j].due) {
+		return q[i].due.Before(q[j].due)
+	}
+	return q[i].ID < q[j].ID
+}
+func (q dueQueue) Swap(i, j int) {
+	q[i], q[j] = q[j], q[i]
+	q[i].index, q[j].index = i, j
+}
+func (q *dueQueue) Push(x any) {
+	t := x.(*target)
+	t.index = len(*q)
+	*q = append(*q, t)
+}
+func (q *dueQueue) Pop() any {
+	old := *q
+	t := old[len(old)-1]
+	old[len(old)-1] = nil
+	t.index = -1
+	*q = old[:len(old)-1]
+	return t
+}

@@ -2,9 +2,15 @@ package director
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 )
+
+// ErrUnsupported marks parts of a snapshot a Dataplane cannot forward yet. Apply returns it
+// (wrapped, possibly joined with others) after applying everything else; the director logs it
+// and keeps serving what the data plane does support.
+var ErrUnsupported = errors.New("not supported by this data plane")
 
 // Dataplane forwards traffic for the services of a Snapshot. The XDP loader implements it, as will
 // the IPVS fallback. Apply receives the whole desired state each time and must change only what

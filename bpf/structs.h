@@ -1,0 +1,91 @@
+/* Map keys and values shared with Go through bpf2go -type; layouts have no implicit padding. */
+#ifndef SLUICE_STRUCTS_H
+#define SLUICE_STRUCTS_H
+
+#include <linux/types.h>
+
+/* Key of services: a virtual service as (VIP, port, protocol). */
+struct svc_key {
+	/* VIP, network order; IPv4 uses the first 4 bytes, the rest is zero. */
+	__u8 addr[16];
+	/* Destination port, network order. */
+	__be16 port;
+	/* IPPROTO_TCP or IPPROTO_UDP. */
+	__u8 proto;
+	/* enum lb_family. */
+	__u8 family;
+};
+
+/* Value of services: where the service's selection table lives. Replaced as one hash update. */
+struct svc_value {
+	/* Service id: index into rr_pos and svc_stats. */
+	__u32 id;
+	/* Slot in sel_tables holding the selection table. */
+	__u32 sel_slot;
+	/* Entries in that table; 0 means no eligible backend. */
+	__u32 sel_size;
+	/* enum svc_flags. */
+	__u32 flags;
+};
+
+/* Value of backends: a real server and how to reach it. */
+struct backend_value {
+	/* Real server address, network order; IPv4 uses the first 4 bytes. */
+	__u8 addr[16];
+	/* enum lb_family. */
+	__u8 family;
+	/* enum backend_flags. */
+	__u8 flags;
+	/* enum lb_method. */
+	__u8 method;
+	/* Unused, zero. */
+	__u8 pad;
+	/* Egress interface towards the real server. */
+	__u32 ifindex;
+	/* Real server's MAC (or its on-link next hop's). */
+	__u8 dmac[6];
+	/* MAC of the egress interface. */
+	__u8 smac[6];
+	/* Id of the service owning this backend; a flow pinned to a recycled id is re-selected. */
+	__u32 svc_id;
+};
+
+/* Key of flows: the connection 5-tuple. */
+struct flow_key {
+	/* Client address, network order. */
+	__u8 src[16];
+	/* VIP, network order. */
+	__u8 dst[16];
+	/* Client port, network order. */
+	__be16 sport;
+	/* Service port, network order. */
+	__be16 dport;
+	/* IPPROTO_TCP or IPPROTO_UDP. */
+	__u8 proto;
+	/* enum lb_family. */
+	__u8 family;
+	/* Unused, zero. */
+	__u8 pad[2];
+};
+
+/* Value of flows: the backend a connection is pinned to. */
+struct flow_value {
+	/* Backend id. */
+	__u32 backend;
+	/* Unused, zero. */
+	__u32 pad;
+	/* bpf_ktime_get_ns of the last packet. */
+	__u64 last_seen_ns;
+};
+
+/* Value of svc_stats and be_stats: traffic forwarded, per CPU. */
+struct lb_stats {
+	/* Packets forwarded. */
+	__u64 packets;
+	/* Bytes forwarded, Ethernet header included. */
+	__u64 bytes;
+	/* Flows created (new connections and re-selected ones). */
+	__u64 new_flows;
+};
+
+#endif /* SLUICE_STRUCTS_H */

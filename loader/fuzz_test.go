@@ -1,0 +1,49 @@
+package loader
+
+import (
+	"bytes"
+	"context"
+	"testing"
+
+	"github.com/sluice-lb/sluice/test/packets"
+)
+
+// FuzzProgram feeds arbitrary frames to the program: it must never abort, must leave every frame
+// it passes or drops untouched, and may change only the MAC addresses of frames it forwards.
+func FuzzProgram(f *testing.F) {
+	f.Add(tcpTo(1000))
+	f.Add(udpTo(53))
+	f.Add(tcpTo(1000, func(o *packets.Options) { o.IPOptions = make([]byte, 40) }))
+	f.Add(tcpTo(1000, func(o *packets.Options) { o.MF = true }))
+	f.Add(packets.VLAN(tcpTo(1000), 7))
+	f.Add(tcpTo(1000)[:14+20+10])
+
+	requireBPF(f)
+	res := goldenResolver()
+	l := newTestLoader(f, res)
+	if err := l.Apply(context.Background(), *snap(
+		svc(tcp80, "mh", be(beA, 1, true), be(beB, 1, true)),
+		svc(udp53, "rr", be(beR, 1, true)),
+	)); err != nil {
+		f.Fatal(err)
+	}
+
+	f.Fuzz(func(t *testing.T, in []byte) {
+		if len(in) < 14 || len(in) > 4000 {
+			return // BPF_PROG_TEST_RUN's limits
+		}
+		verdict, out := run(t, l.Program(), in, loIfindex)
+		switch verdict {
+		case xdpPass, xdpDrop:
+			if !bytes.Equal(in, out) {
+				t.Fatalf("verdict %d changed the frame:\n in %x\nout %x", verdict, in, out)
+			}
+		case xdpTX, xdpRedirect:
+			if !bytes.Equal(in[12:], out[12:]) {
+				t.Fatalf("forwarding changed more than the MACs:\n in %x\nout %x", in, out)
+			}
+		default:
+			t.Fatalf("verdict %d for %x", verdict, in)
+		}
+	})
+}

@@ -1,0 +1,599 @@
+// Package loader runs Sluice's XDP data path: it loads the program built from bpf/, attaches it
+// to the interfaces carrying VIPs and keeps its maps in step with the director's snapshots.
+package loader
+
+import (
+	"cmp"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"sync"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+
+	"github.com/sluice-lb/sluice/director"
+	"github.com/sluice-lb/sluice/sched"
+)
+
+// ErrUnsupported marks state the XDP data path cannot forward yet (IPv6, TUN, NAT); Apply
+// forwards everything else and returns it wrapped.
+var ErrUnsupported = director.ErrUnsupported
+
+// Options configures New.
+type Options struct {
+	// Logger receives attach and resolution events; nil means slog.Default().
+	Logger *slog.Logger
+	// Resolver finds VIP interfaces and next hops; nil means NetlinkResolver{}.
+	Resolver Resolver
+	// FlowTableSize is the connection-table size; 0 means DefaultFlowTableSize.
+	FlowTableSize uint32
+	// NoAttach loads the program and writes maps but attaches nothing, for tests.
+	NoAttach bool
+}
+
+// Loader is the XDP implementation of director.Dataplane.
+type Loader struct {
+	log      *slog.Logger
+	res      Resolver
+	noAttach bool
+	ncpu     int
+
+	objs  lbObjects
+	inner *ebpf.MapSpec // template of the selection tables
+
+	mu       sync.Mutex
+	closed   bool
+	links    map[int]link.Link // XDP attachments by ifindex
+	services map[director.ServiceKey]*service
+	svcIDs   *idPool
+	beIDs    *idPool
+	slots    *idPool
+	vipErrs  map[netip.Addr]string  // last VIPInterface error logged per VIP
+	hopErrs  map[netip.Addr]string  // last NextHop error logged per backend address
+	lastHops map[netip.Addr]NextHop // next hops in use, kept through failed refreshes
+	writes   int                    // map writes made, so tests can check Apply writes only deltas
+}
+
+// service is what Loader last wrote for a service.
+type service struct {
+	key      director.ServiceKey
+	val      lbSvcValue
+	written  bool // val is in the services map
+	hasTable bool
+	sched    string
+	table    []sched.Backend // eligible backends the current table was built from
+	backends map[netip.AddrPort]*backend
+}
+
+// backend is what Loader last wrote for a backend.
+type backend struct {
+	id  uint32
+	val lbBackendValue
+}
+
+var _ director.Dataplane = (*Loader)(nil)
+
+// New loads the XDP program and its maps into the kernel.
+func New(opts Options) (*Loader, error) {
+	spec, err := loadLb()
+	if err != nil {
+		return nil, fmt.Errorf("load xdp spec: %w", err)
+	}
+	if opts.FlowTableSize != 0 {
+		spec.Maps[lbMapFlows].MaxEntries = opts.FlowTableSize
+	}
+	inner := spec.Maps[lbMapSelTables].InnerMap
+	if inner == nil {
+		return nil, errors.New("load xdp spec: sel_tables has no inner map")
+	}
+	ncpu, err := ebpf.PossibleCPU()
+	if err != nil {
+		return nil, fmt.Errorf("count cpus: %w", err)
+	}
+
+	l := &Loader{
+		log:      opts.Logger,
+		res:      opts.Resolver,
+		noAttach: opts.NoAttach,
+		ncpu:     ncpu,
+		inner:    inner.Copy(),
+		links:    map[int]link.Link{},
+		services: map[director.ServiceKey]*service{},
+		svcIDs:   newIDPool(maxServices),
+		beIDs:    newIDPool(maxBackends),
+		slots:    newIDPool(selSlots),
+		vipErrs:  map[netip.Addr]string{},
+		hopErrs:  map[netip.Addr]string{},
+	}
+	if l.log == nil {
+		l.log = slog.Default()
+	}
+	if l.res == nil {
+		l.res = NetlinkResolver{}
+	}
+	// LoadAndAssign releases whatever it created when it fails.
+	if err := spec.LoadAndAssign(&l.objs, nil); err != nil {
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			return nil, fmt.Errorf("load xdp program: %+v", ve)
+		}
+		return nil, fmt.Errorf("load xdp program: %w", err)
+	}
+	return l, nil
+}
+
+// Program returns the loaded XDP program, for tests and tooling; Loader keeps ownership.
+func (l *Loader) Program() *ebpf.Program { return l.objs.XdpLb }
+
+// Close detaches the program from every interface and releases the maps.
+func (l *Loader) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return nil
+	}
+	l.closed = true
+	var errs []error
+	for ifindex, lk := range l.links {
+		if err := lk.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("detach xdp from ifindex %d: %w", ifindex, err))
+		}
+		delete(l.links, ifindex)
+	}
+	if err := l.objs.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("close xdp objects: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// Apply makes the data path forward s, writing only what differs from the last Apply.
+func (l *Loader) Apply(ctx context.Context, s director.Snapshot) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return errors.New("apply snapshot: loader is closed")
+	}
+
+	var errs []error
+	want := make(map[director.ServiceKey]*director.Service, len(s.Services))
+	var order []*director.Service
+	for i := range s.Services {
+		svc := &s.Services[i]
+		switch {
+		case !svc.Key.VIP.Is4():
+			errs = append(errs, fmt.Errorf("service %s: IPv6: %w", svc.Key, ErrUnsupported))
+			continue
+		case svc.Key.Proto != director.TCP && svc.Key.Proto != director.UDP:
+			errs = append(errs, fmt.Errorf("service %s: protocol: %w", svc.Key, ErrUnsupported))
+			continue
+		}
+		if _, dup := want[svc.Key]; dup {
+			errs = append(errs, fmt.Errorf("service %s: listed twice", svc.Key))
+			continue
+		}
+		want[svc.Key] = svc
+		order = append(order, svc)
+	}
+
+	if !l.noAttach {
+		errs = append(errs, l.syncAttachments(order)...)
+	}
+	hops := l.resolveNextHops(ctx, order)
+
+	// Removing first frees ids and slots for the services added below.
+	var gone []director.ServiceKey
+	for key := range l.services {
+		if _, ok := want[key]; !ok {
+			gone = append(gone, key)
+		}
+	}
+	slices.SortFunc(gone, compareKeys)
+	for _, key := range gone {
+		if err := l.removeService(l.services[key]); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, svc := range order {
+		if err := l.syncService(svc, hops); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func compareKeys(a, b director.ServiceKey) int {
+	return cmp.Or(a.VIP.Compare(b.VIP), cmp.Compare(a.Port, b.Port), cmp.Compare(a.Proto, b.Proto))
+}
+
+// syncAttachments attaches the program to every interface carrying a VIP and detaches it from the
+// others. A VIP on no interface is normal on a VRRP backup, so it is logged, not an error.
+func (l *Loader) syncAttachments(order []*director.Service) []error {
+	need := map[int]string{}
+	for _, svc := range order {
+		vip := svc.Key.VIP
+		ifindex, name, err := l.res.VIPInterface(vip)
+		if err != nil {
+			if l.vipErrs[vip] != err.Error() {
+				l.log.Warn("VIP is on no interface; not attaching for it", "vip", vip, "err", err)
+				l.vipErrs[vip] = err.Error()
+			}
+			continue
+		}
+		delete(l.vipErrs, vip)
+		need[ifindex] = name
+	}
+	for vip := range l.vipErrs {
+		if !slices.ContainsFunc(order, func(s *director.Service) bool { return s.Key.VIP == vip }) {
+			delete(l.vipErrs, vip)
+		}
+	}
+
+	var errs []error
+	for ifindex, name := range need {
+		if _, ok := l.links[ifindex]; ok {
+			continue
+		}
+		lk, err := l.attach(ifindex, name)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		l.links[ifindex] = lk
+	}
+	for ifindex, lk := range l.links {
+		if _, ok := need[ifindex]; ok {
+			continue
+		}
+		if err := lk.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("detach xdp from ifindex %d: %w", ifindex, err))
+			continue
+		}
+		delete(l.links, ifindex)
+		l.log.Info("detached XDP", "ifindex", ifindex)
+	}
+	return errs
+}
+
+// attach attaches in native mode, falling back to generic mode for drivers without XDP support.
+func (l *Loader) attach(ifindex int, name string) (link.Link, error) {
+	lk, err := link.AttachXDP(link.XDPOptions{Program: l.objs.XdpLb, Interface: ifindex, Flags: link.XDPDriverMode})
+	if err == nil {
+		l.log.Info("attached XDP", "interface", name, "mode", "native")
+		return lk, nil
+	}
+	lk, gerr := link.AttachXDP(link.XDPOptions{Program: l.objs.XdpLb, Interface: ifindex, Flags: link.XDPGenericMode})
+	if gerr != nil {
+		return nil, fmt.Errorf("attach xdp to %s: native: %v; generic: %w", name, err, gerr)
+	}
+	l.log.Warn("attached XDP in generic mode, which is slow", "interface", name, "native_err", err)
+	return lk, nil
+}
+
+// resolveNextHops resolves every address of a backend that could carry traffic. A backend that
+// never resolved, or whose route no longer allows DR, is ineligible; one that resolved before
+// keeps its last next hop through a failed refresh (a lost ARP reply must not re-balance its
+// flows: health checks say whether it is gone). Failures are logged when they first occur or
+// change.
+func (l *Loader) resolveNextHops(ctx context.Context, order []*director.Service) map[netip.Addr]NextHop {
+	hops := map[netip.Addr]NextHop{}
+	for _, svc := range order {
+		for _, b := range svc.Backends {
+			if _, done := hops[b.Addr]; done || !b.Up || b.Method != director.MethodDR || !b.Addr.Is4() {
+				continue
+			}
+			hop, err := l.res.NextHop(ctx, b.Addr)
+			if err == nil && (len(hop.SrcMAC) != 6 || len(hop.DstMAC) != 6 || hop.Ifindex <= 0) {
+				err = fmt.Errorf("resolve %s: incomplete next hop %+v", b.Addr, hop)
+			}
+			if err == nil {
+				if _, ok := l.hopErrs[b.Addr]; ok {
+					l.log.Info("real server resolved again", "addr", b.Addr)
+					delete(l.hopErrs, b.Addr)
+				}
+				hops[b.Addr] = hop
+				continue
+			}
+			last, known := l.lastHops[b.Addr]
+			keep := known && !errors.Is(err, ErrNotDirect)
+			if l.hopErrs[b.Addr] != err.Error() {
+				if keep {
+					l.log.Warn("cannot refresh real server's next hop; keeping the last one", "addr", b.Addr, "err", err)
+				} else {
+					l.log.Warn("cannot resolve real server; sending it no traffic", "addr", b.Addr, "err", err)
+				}
+				l.hopErrs[b.Addr] = err.Error()
+			}
+			if keep {
+				hops[b.Addr] = last
+			}
+		}
+	}
+	// Forget backends gone or down, so that they start afresh if they come back.
+	l.lastHops = hops
+	for a := range l.hopErrs {
+		if _, ok := hops[a]; !ok && !l.wantsHop(order, a) {
+			delete(l.hopErrs, a)
+		}
+	}
+	return hops
+}
+
+// wantsHop reports whether some up DR backend of order has address a.
+func (l *Loader) wantsHop(order []*director.Service, a netip.Addr) bool {
+	for _, svc := range order {
+		for _, b := range svc.Backends {
+			if b.Addr == a && b.Up && b.Method == director.MethodDR {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// syncService writes the deltas of one service: backends turning up before the table that lists
+// them, then the table and service value, then backends turning down or removed.
+func (l *Loader) syncService(svc *director.Service, hops map[netip.Addr]NextHop) error {
+	st := l.services[svc.Key]
+	if st == nil {
+		id, ok := l.svcIDs.get()
+		if !ok {
+			return fmt.Errorf("add service %s: more than %d services", svc.Key, maxServices)
+		}
+		st = &service{key: svc.Key, val: lbSvcValue{Id: id}, backends: map[netip.AddrPort]*backend{}}
+		if err := resetPerCPU(l, l.objs.RrPos, id, uint32(0)); err != nil {
+			l.svcIDs.put(id)
+			return fmt.Errorf("add service %s: %w", svc.Key, err)
+		}
+		if err := resetPerCPU(l, l.objs.SvcStats, id, lbLbStats{}); err != nil {
+			l.svcIDs.put(id)
+			return fmt.Errorf("add service %s: %w", svc.Key, err)
+		}
+		l.services[svc.Key] = st
+	}
+	id := st.val.Id
+
+	var errs []error
+	var eligible []sched.Backend
+	var downs []*backend
+	seen := map[netip.AddrPort]bool{}
+	for _, b := range svc.Backends {
+		ap := netip.AddrPortFrom(b.Addr, b.Port)
+		if seen[ap] {
+			continue
+		}
+		seen[ap] = true
+		if b.Method != director.MethodDR || !b.Addr.Is4() {
+			errs = append(errs, fmt.Errorf("service %s backend %s %s: %w", svc.Key, ap, b.Method, ErrUnsupported))
+		}
+		bs := st.backends[ap]
+		fresh := bs == nil
+		if fresh {
+			bid, ok := l.beIDs.get()
+			if !ok {
+				errs = append(errs, fmt.Errorf("add backend %s to %s: more than %d backends", ap, svc.Key, maxBackends))
+				continue
+			}
+			if err := resetPerCPU(l, l.objs.BeStats, bid, lbLbStats{}); err != nil {
+				l.beIDs.put(bid)
+				errs = append(errs, fmt.Errorf("add backend %s to %s: %w", ap, svc.Key, err))
+				continue
+			}
+			bs = &backend{id: bid}
+			st.backends[ap] = bs
+		}
+
+		val := lbBackendValue{Family: afInet, Method: methodDR, SvcId: id}
+		if b.Addr.Is4() {
+			a4 := b.Addr.As4()
+			copy(val.Addr[:], a4[:])
+		}
+		hop, usable := hops[b.Addr]
+		usable = usable && b.Method == director.MethodDR && b.Addr.Is4()
+		if usable && b.Up {
+			val.Flags = beFlagUp
+			val.Ifindex = uint32(hop.Ifindex)
+			copy(val.Dmac[:], hop.DstMAC)
+			copy(val.Smac[:], hop.SrcMAC)
+		}
+		if usable && b.Eligible() {
+			eligible = append(eligible, sched.Backend{ID: bs.id, Key: ap.String(), Weight: b.Weight})
+		}
+		if !fresh && val == bs.val {
+			continue
+		}
+		if val.Flags&beFlagUp == 0 {
+			bs.val = val
+			downs = append(downs, bs)
+			continue
+		}
+		if err := l.put(l.objs.Backends, bs.id, &val); err != nil {
+			errs = append(errs, fmt.Errorf("write backend %s of %s: %w", ap, svc.Key, err))
+			continue
+		}
+		bs.val = val
+	}
+
+	if err := l.syncTable(st, svc.Scheduler, eligible); err != nil {
+		errs = append(errs, err)
+	}
+
+	for _, bs := range downs {
+		if err := l.put(l.objs.Backends, bs.id, &bs.val); err != nil {
+			errs = append(errs, fmt.Errorf("write backend %d of %s: %w", bs.id, svc.Key, err))
+		}
+	}
+	for ap, bs := range st.backends {
+		if seen[ap] {
+			continue
+		}
+		if err := l.put(l.objs.Backends, bs.id, &lbBackendValue{}); err != nil {
+			errs = append(errs, fmt.Errorf("remove backend %s of %s: %w", ap, svc.Key, err))
+			continue
+		}
+		delete(st.backends, ap)
+		l.beIDs.put(bs.id)
+	}
+	return errors.Join(errs...)
+}
+
+// syncTable replaces the service's selection table when its eligible set or scheduler changed:
+// the new table fills a free slot, one hash update points the service at it, then the old slot is
+// freed, so the data path sees the old table or the new one, never a mix.
+func (l *Loader) syncTable(st *service, algo string, eligible []sched.Backend) error {
+	table := tableAlgo(algo)
+	flags := uint32(0)
+	if table != "mh" {
+		flags = svcFlagRR
+	}
+	val := lbSvcValue{Id: st.val.Id, Flags: flags}
+	rebuild := algo != st.sched || !slices.Equal(eligible, st.table)
+	if rebuild && table != algo {
+		l.log.Warn("scheduler has no XDP table; using a stand-in", "service", st.key, "lb_algo", algo, "table", table)
+	}
+	if !rebuild {
+		val.SelSlot, val.SelSize = st.val.SelSlot, st.val.SelSize
+	} else if len(eligible) > 0 {
+		ids, err := sched.Table(table, eligible, 0)
+		if err == nil && len(ids) == 0 {
+			err = errors.New("empty table")
+		}
+		if err != nil {
+			return fmt.Errorf("build %s table for %s: %w", table, st.key, err)
+		}
+		slot, err := l.newTable(ids)
+		if err != nil {
+			return fmt.Errorf("write table of %s: %w", st.key, err)
+		}
+		val.SelSlot, val.SelSize = slot, uint32(len(ids))
+	}
+
+	key := svcKey(st.key)
+	if val != st.val || !st.written {
+		if err := l.put(l.objs.Services, &key, &val); err != nil {
+			if rebuild && val.SelSize > 0 {
+				l.freeSlot(val.SelSlot)
+			}
+			return fmt.Errorf("write service %s: %w", st.key, err)
+		}
+	}
+	if rebuild {
+		if st.hasTable {
+			l.freeSlot(st.val.SelSlot)
+		}
+		st.hasTable = val.SelSize > 0
+		st.sched = algo
+		st.table = eligible
+	}
+	st.val = val
+	st.written = true
+	return nil
+}
+
+// tableAlgo is the table-building algorithm standing in for a keepalived lb_algo. The data path
+// keeps no connection counts, so least-connection schedulers become weighted round robin, which
+// they equal under even load; source hashing (sh) becomes Maglev over the source.
+func tableAlgo(algo string) string {
+	switch algo {
+	case "rr", "wrr", "mh":
+		return algo
+	case "sh":
+		return "mh"
+	}
+	return "wrr"
+}
+
+// newTable writes ids into a fresh inner map and installs it in a free sel_tables slot.
+func (l *Loader) newTable(ids []uint32) (uint32, error) {
+	spec := l.inner.Copy()
+	spec.MaxEntries = uint32(len(ids))
+	m, err := ebpf.NewMap(spec)
+	if err != nil {
+		return 0, fmt.Errorf("create selection table of %d entries: %w", len(ids), err)
+	}
+	// The outer map holds its own reference once m is installed.
+	defer m.Close()
+	keys := make([]uint32, len(ids))
+	for i := range keys {
+		keys[i] = uint32(i)
+	}
+	if _, err := m.BatchUpdate(keys, ids, nil); err != nil {
+		return 0, fmt.Errorf("fill selection table: %w", err)
+	}
+	l.writes++
+	slot, ok := l.slots.get()
+	if !ok {
+		return 0, errors.New("no free selection-table slot")
+	}
+	if err := l.put(l.objs.SelTables, slot, m); err != nil {
+		l.slots.put(slot)
+		return 0, fmt.Errorf("install selection table in slot %d: %w", slot, err)
+	}
+	return slot, nil
+}
+
+// freeSlot empties a sel_tables slot, releasing its table, and makes the slot reusable.
+func (l *Loader) freeSlot(slot uint32) {
+	l.writes++
+	if err := l.objs.SelTables.Delete(slot); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		// Keep the slot out of the pool: it still holds a table.
+		l.log.Error("free selection-table slot", "slot", slot, "err", err)
+		return
+	}
+	l.slots.put(slot)
+}
+
+// removeService deletes the service entry first, so no packet reaches its table or backends,
+// then releases those.
+func (l *Loader) removeService(st *service) error {
+	key := svcKey(st.key)
+	l.writes++
+	if err := l.objs.Services.Delete(&key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("remove service %s: %w", st.key, err)
+	}
+	if st.hasTable {
+		l.freeSlot(st.val.SelSlot)
+	}
+	var errs []error
+	for ap, bs := range st.backends {
+		if err := l.put(l.objs.Backends, bs.id, &lbBackendValue{}); err != nil {
+			errs = append(errs, fmt.Errorf("remove backend %s of %s: %w", ap, st.key, err))
+			continue // keep the id out of the pool: the entry is still live
+		}
+		l.beIDs.put(bs.id)
+	}
+	l.svcIDs.put(st.val.Id)
+	delete(l.services, st.key)
+	return errors.Join(errs...)
+}
+
+func (l *Loader) put(m *ebpf.Map, key, val any) error {
+	l.writes++
+	return m.Put(key, val)
+}
+
+// resetPerCPU sets every CPU's value of key to zero, so a recycled id starts from clean counters.
+func resetPerCPU[T any](l *Loader, m *ebpf.Map, key uint32, zero T) error {
+	vals := make([]T, l.ncpu)
+	for i := range vals {
+		vals[i] = zero
+	}
+	return l.put(m, key, vals)
+}
+
+// svcKey is the services key of k.
+func svcKey(k director.ServiceKey) lbSvcKey {
+	a4 := k.VIP.As4()
+	key := lbSvcKey{Port: htons(k.Port), Proto: uint8(k.Proto), Family: afInet}
+	copy(key.Addr[:], a4[:])
+	return key
+}
+
+// htons converts to network byte order, in which the C side stores ports.
+func htons(v uint16) uint16 {
+	return binary.NativeEndian.Uint16(binary.BigEndian.AppendUint16(nil, v))
+}

@@ -1,0 +1,213 @@
+// Command sluice is a load balancer that runs keepalived.conf on an XDP data path.
+//
+// Usage:
+//
+//	sluice run -f /etc/keepalived/keepalived.conf [-n] [-l] [-D]
+//
+// The keepalived flags -n (foreground) and -l (log to console) are accepted so existing unit
+// files and habits keep working. main only parses flags, sets up logging and signals, and hands
+// over to the director.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"log/syslog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/sluice-lb/sluice/config"
+	"github.com/sluice-lb/sluice/director"
+	"github.com/sluice-lb/sluice/loader"
+)
+
+const defaultConfig = "/etc/keepalived/keepalived.conf"
+
+func usage(w io.Writer) {
+	fmt.Fprintf(w, `usage: sluice COMMAND [flags]
+
+commands:
+  run      run the load balancer (keepalived-compatible flags: -f FILE -n -l -D)
+  check    check a configuration file and exit (like keepalived -t)
+  version  print the version
+
+A leading flag means "run", so "sluice -f FILE -n -l" works as "keepalived -f FILE -n -l" does.
+`)
+}
+
+var version = "dev"
+
+func main() {
+	os.Exit(realMain(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func realMain(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		usage(stderr)
+		return 2
+	}
+	cmd := args[0]
+	if len(cmd) > 0 && cmd[0] == '-' && cmd != "-h" && cmd != "--help" && cmd != "-help" {
+		cmd, args = "run", append([]string{"run"}, args...)
+	}
+	switch cmd {
+	case "run":
+		return run(args[1:], stderr)
+	case "check":
+		return check(args[1:], stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, "sluice", version)
+		return 0
+	case "help", "-h", "-help", "--help":
+		usage(stdout)
+		return 0
+	}
+	fmt.Fprintf(stderr, "sluice: unknown command %q\n\n", cmd)
+	usage(stderr)
+	return 2
+}
+
+// loadConfig parses the file and logs its warnings.
+func loadConfig(path string, log *slog.Logger) (*config.Config, error) {
+	cfg, err := config.ParseFile(path)
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range cfg.Warnings {
+		log.Warn("config: " + w.String())
+	}
+	return cfg, nil
+}
+
+func check(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	file := fs.String("f", defaultConfig, "keepalived.conf to check")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cfg, err := config.ParseFile(*file)
+	if err != nil {
+		printConfigError(stderr, err)
+		return 1
+	}
+	for _, w := range cfg.Warnings {
+		fmt.Fprintln(stderr, "warning:", w.String())
+	}
+	fmt.Fprintf(stdout, "%s: configuration is valid (%d virtual servers)\n", *file, len(cfg.VirtualServers))
+	return 0
+}
+
+func printConfigError(w io.Writer, err error) {
+	var list config.ErrorList
+	if errors.As(err, &list) {
+		for _, e := range list {
+			fmt.Fprintln(w, e.Error())
+		}
+		return
+	}
+	fmt.Fprintln(w, err)
+}
+
+func run(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	file := fs.String("f", defaultConfig, "keepalived.conf to run (keepalived: -f, --use-file)")
+	fs.Bool("n", false, "stay in the foreground (accepted for keepalived compatibility; sluice never forks)")
+	console := fs.Bool("l", false, "log to the console (stderr) instead of syslog")
+	debug := fs.Bool("D", false, "detailed log")
+	test := fs.Bool("t", false, "check the configuration and exit (keepalived -t)")
+	dataplane := fs.String("dataplane", "xdp", "data plane: xdp (the only one so far)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "sluice run: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	if *test {
+		return check([]string{"-f", *file}, io.Discard, stderr)
+	}
+	if *dataplane != "xdp" {
+		fmt.Fprintf(stderr, "sluice run: --dataplane %q is not supported yet (only xdp)\n", *dataplane)
+		return 2
+	}
+
+	log := newLogger(*console, *debug, stderr)
+	cfg, err := loadConfig(*file, log)
+	if err != nil {
+		printConfigError(stderr, err)
+		return 1
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	dp, err := loader.New(loader.Options{Logger: log})
+	if err != nil {
+		log.Error("load XDP program", "err", err)
+		return 1
+	}
+	defer func() {
+		if err := dp.Close(); err != nil {
+			log.Error("close data plane", "err", err)
+		}
+	}()
+
+	reload := make(chan *config.Config)
+	go watchReload(ctx, *file, log, reload)
+
+	log.Info("sluice starting", "version", version, "config", *file)
+	err = director.Run(ctx, director.Options{Config: cfg, Dataplane: dp, Logger: log, Reload: reload})
+	if err != nil {
+		log.Error("sluice stopped", "err", err)
+		return 1
+	}
+	log.Info("sluice stopped")
+	return 0
+}
+
+// watchReload re-reads the configuration on SIGHUP. A file that does not parse is reported and
+// the running configuration stays.
+func watchReload(ctx context.Context, path string, log *slog.Logger, out chan<- *config.Config) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		cfg, err := loadConfig(path, log)
+		if err != nil {
+			log.Error("reload refused: the running configuration stays", "file", path, "err", err)
+			continue
+		}
+		select {
+		case out <- cfg:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// newLogger logs to stderr with -l, else to syslog like keepalived (stderr if syslog is absent).
+func newLogger(console, debug bool, stderr io.Writer) *slog.Logger {
+	level := slog.LevelInfo
+	if debug {
+		level = slog.LevelDebug
+	}
+	var w io.Writer = stderr
+	if !console {
+		if sw, err := syslog.New(syslog.LOG_DAEMON|syslog.LOG_INFO, "sluice"); err == nil {
+			w = sw
+		}
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+}

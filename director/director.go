@@ -1,0 +1,311 @@
+// Package director owns Sluice's state. One goroutine takes the configuration, health transitions
+// (and, later, VRRP transitions), builds the complete desired Snapshot and hands it to a Dataplane,
+// which applies only what changed. Nothing else writes forwarding state.
+package director
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/sluice-lb/sluice/config"
+	"github.com/sluice-lb/sluice/health"
+)
+
+// DefaultRefresh is how often an unchanged snapshot is re-applied so the data plane can refresh
+// what it derives from the system (neighbour MAC addresses, interfaces).
+const DefaultRefresh = 5 * time.Second
+
+// HealthRunner runs health checks and reports transitions; *health.Scheduler implements it.
+type HealthRunner interface {
+	Run(ctx context.Context) error
+	Update(targets []health.Target) error
+}
+
+// Options configures Run. Config and Dataplane are required.
+type Options struct {
+	Config    *config.Config
+	Dataplane Dataplane
+	Logger    *slog.Logger
+	// Refresh is the re-apply period; zero means DefaultRefresh.
+	Refresh time.Duration
+	// NewHealth builds the health runner that reports on events; nil means health.NewScheduler.
+	NewHealth func(events chan<- health.Event) HealthRunner
+	// Reload delivers new, already validated configurations (SIGHUP).
+	Reload <-chan *config.Config
+	// Applied, when set, receives every snapshot after it was applied successfully (tests, status).
+	Applied func(Snapshot)
+}
+
+// Run owns the forwarding state until ctx is cancelled. It returns an error only if the first
+// Apply fails: the daemon should not claim to run when it cannot forward. Later failures are
+// logged and retried on the next refresh. Run does not close the Dataplane.
+func Run(ctx context.Context, opts Options) error {
+	if opts.Config == nil || opts.Dataplane == nil {
+		return errors.New("run director: config and dataplane are required")
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	refresh := opts.Refresh
+	if refresh <= 0 {
+		refresh = DefaultRefresh
+	}
+	events := make(chan health.Event, 256)
+	var hr HealthRunner
+	if opts.NewHealth != nil {
+		hr = opts.NewHealth(events)
+	} else {
+		hr = health.NewScheduler(events, health.WithLogger(log))
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go hr.Run(ctx)
+
+	d := &state{log: log, cfg: opts.Config, up: map[string]bool{}}
+	d.warnUnserved()
+	if err := hr.Update(targets(d.cfg)); err != nil {
+		return fmt.Errorf("start health checks: %w", err)
+	}
+
+	snap := d.snapshot()
+	if err := d.apply(ctx, opts.Dataplane, snap); err != nil {
+		return fmt.Errorf("apply initial snapshot: %w", err)
+	}
+	if opts.Applied != nil {
+		opts.Applied(snap)
+	}
+	log.Info("forwarding", "services", len(snap.Services))
+
+	tick := time.NewTicker(refresh)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev := <-events:
+			d.health(ev)
+			// Coalesce a burst of transitions into one apply.
+			for drained := false; !drained; {
+				select {
+				case ev := <-events:
+					d.health(ev)
+				default:
+					drained = true
+				}
+			}
+		case cfg := <-opts.Reload:
+			if err := hr.Update(targets(cfg)); err != nil {
+				log.Error("reload refused: the running configuration stays", "err", err)
+				continue
+			}
+			d.reload(cfg)
+		case <-tick.C:
+		}
+		snap = d.snapshot()
+		if err := d.apply(ctx, opts.Dataplane, snap); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			log.Error("apply snapshot failed; retrying on next refresh", "err", err)
+			continue
+		}
+		if opts.Applied != nil {
+			opts.Applied(snap)
+		}
+	}
+}
+
+// state is the director's view of the world; only Run's goroutine touches it.
+type state struct {
+	log *slog.Logger
+	cfg *config.Config
+	// up holds the health verdict per target ID; a missing ID means the initial state.
+	up map[string]bool
+	// unsupported is the last ErrUnsupported report, so it is logged once per change.
+	unsupported string
+}
+
+// apply hands the snapshot to the data plane. What the data plane reports as unsupported is
+// logged when it changes and is not an error: the rest of the snapshot is being served.
+func (d *state) apply(ctx context.Context, dp Dataplane, s Snapshot) error {
+	err := dp.Apply(ctx, s)
+	if err == nil {
+		d.unsupported = ""
+		return nil
+	}
+	if !onlyUnsupported(err) {
+		return err
+	}
+	if msg := err.Error(); msg != d.unsupported {
+		d.unsupported = msg
+		d.log.Warn("data plane cannot serve part of the configuration; serving the rest", "err", err)
+	}
+	return nil
+}
+
+func (d *state) health(ev health.Event) {
+	if prev, ok := d.up[ev.ID]; ok && prev == ev.Up {
+		return
+	}
+	d.up[ev.ID] = ev.Up
+	if ev.Up {
+		d.log.Info("real server up", "server", ev.ID)
+	} else {
+		d.log.Warn("real server down", "server", ev.ID, "err", ev.Err)
+	}
+}
+
+func (d *state) reload(cfg *config.Config) {
+	d.cfg = cfg
+	// Keep verdicts of targets that still exist; forget the rest.
+	keep := map[string]bool{}
+	for _, t := range targets(cfg) {
+		if v, ok := d.up[t.ID]; ok {
+			keep[t.ID] = v
+		}
+	}
+	d.up = keep
+	d.warnUnserved()
+	d.log.Info("configuration reloaded", "virtual_servers", len(cfg.VirtualServers))
+}
+
+// warnUnserved says which parts of the configuration the node cannot act on yet.
+func (d *state) warnUnserved() {
+	for _, vs := range d.cfg.VirtualServers {
+		if in := coveringInstance(d.cfg, vs.Addr); in != "" {
+			d.log.Warn("VIP is covered by a vrrp_instance, but VRRP is not implemented yet: this node serves it unconditionally",
+				"vip", vs.Addr, "vrrp_instance", in)
+		}
+		for _, rs := range vs.RealServers {
+			if len(rs.TCPChecks) == 0 && len(rs.UnsupportedCheckers) > 0 {
+				d.log.Warn("real server has no supported health checker: it is always treated as healthy",
+					"virtual_server", vsName(vs), "real_server", netip.AddrPortFrom(rs.Addr, rs.Port),
+					"unsupported", rs.UnsupportedCheckers)
+			}
+		}
+	}
+}
+
+// onlyUnsupported reports whether every error joined in err is an ErrUnsupported.
+func onlyUnsupported(err error) bool {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			if !onlyUnsupported(e) {
+				return false
+			}
+		}
+		return true
+	}
+	return errors.Is(err, ErrUnsupported)
+}
+
+// coveringInstance names the vrrp_instance whose virtual_ipaddress list holds vip, or "".
+func coveringInstance(cfg *config.Config, vip netip.Addr) string {
+	for _, in := range cfg.VRRPInstances {
+		for _, p := range in.VirtualAddresses {
+			if p.Addr() == vip {
+				return in.Name
+			}
+		}
+	}
+	return ""
+}
+
+func vsName(vs config.VirtualServer) string {
+	return fmt.Sprintf("%s %s", protocolOf(vs), netip.AddrPortFrom(vs.Addr, vs.Port))
+}
+
+func protocolOf(vs config.VirtualServer) Proto {
+	if vs.Protocol == config.UDP {
+		return UDP
+	}
+	return TCP
+}
+
+// TargetID names a real server of a virtual server in health events and logs.
+func TargetID(vs config.VirtualServer, rs config.RealServer) string {
+	return fmt.Sprintf("%s -> %s", vsName(vs), netip.AddrPortFrom(rs.Addr, rs.Port))
+}
+
+// targets derives the health targets from a configuration.
+func targets(cfg *config.Config) []health.Target {
+	var ts []health.Target
+	for _, vs := range cfg.VirtualServers {
+		for _, rs := range vs.RealServers {
+			t := health.Target{ID: TargetID(vs, rs), InitiallyUp: true}
+			t.Interval = cmp.Or(rs.DelayLoop, vs.DelayLoop, 60*time.Second)
+			for i, c := range rs.TCPChecks {
+				addr := cmp.Or(c.ConnectIP, rs.Addr)
+				port := cmp.Or(c.ConnectPort, rs.Port)
+				t.Checkers = append(t.Checkers, health.TCPCheck{
+					Addr:    netip.AddrPortFrom(addr, port),
+					BindTo:  c.BindTo,
+					Timeout: cmp.Or(c.ConnectTimeout, 5*time.Second),
+				})
+				// The target runs its checkers as one round; the first checker's timing rules it.
+				if i == 0 {
+					t.Interval = cmp.Or(c.DelayLoop, t.Interval)
+					t.Retry = c.Retry
+					t.DelayBeforeRetry = c.DelayBeforeRetry
+				}
+			}
+			ts = append(ts, t)
+		}
+	}
+	return ts
+}
+
+// snapshot builds the desired forwarding state from configuration and health.
+func (d *state) snapshot() Snapshot {
+	var s Snapshot
+	for _, vs := range d.cfg.VirtualServers {
+		svc := Service{
+			Key:       ServiceKey{VIP: vs.Addr, Port: vs.Port, Proto: protocolOf(vs)},
+			Scheduler: vs.LBAlgo,
+		}
+		for _, rs := range vs.RealServers {
+			b := Backend{
+				Addr:   rs.Addr,
+				Port:   rs.Port,
+				Weight: rs.Weight,
+				Method: methodOf(cmp.Or(rs.LBKind, vs.LBKind)),
+				Up:     true,
+			}
+			if up, ok := d.up[TargetID(vs, rs)]; ok && !up {
+				if rs.InhibitOnFailure {
+					b.Weight = 0 // keepalived keeps the server with weight 0: existing flows continue
+				} else {
+					b.Up = false
+				}
+			}
+			svc.Backends = append(svc.Backends, b)
+		}
+		slices.SortFunc(svc.Backends, func(a, b Backend) int {
+			return cmp.Or(a.Addr.Compare(b.Addr), cmp.Compare(a.Port, b.Port))
+		})
+		s.Services = append(s.Services, svc)
+	}
+	slices.SortFunc(s.Services, func(a, b Service) int { return compareKeys(a.Key, b.Key) })
+	return s
+}
+
+func compareKeys(a, b ServiceKey) int {
+	return cmp.Or(a.VIP.Compare(b.VIP), cmp.Compare(a.Port, b.Port), cmp.Compare(a.Proto, b.Proto))
+}
+
+func methodOf(k config.LBKind) Method {
+	switch k {
+	case config.TUN:
+		return MethodTUN
+	case config.NAT:
+		return MethodNAT
+	}
+	return MethodDR
+}

@@ -3,7 +3,8 @@ GO         ?= go
 # The BPF objects are committed; regenerating them must give the same bytes, so clang is pinned.
 BPF_CLANG  ?= clang-14
 BPF_CFLAGS ?= -O2 -g -Wall -Werror
-export BPF_CLANG BPF_CFLAGS
+BPF2GO_STRIP ?= llvm-strip-14
+export BPF_CLANG BPF_CFLAGS BPF2GO_STRIP
 
 BIN := bin/sluice
 

@@ -1,6 +1,6 @@
 package loader
 
-// The Makefile exports BPF_CLANG=clang-14 and BPF_CFLAGS="-O2 -g -Wall -Werror". bpf2go maps the
+// The Makefile exports BPF_CLANG=clang-14, BPF2GO_STRIP=llvm-strip-14 and BPF_CFLAGS. bpf2go maps the
 // source directory out of the debug info and strips DWARF, so regenerating gives identical files.
 // The C enums are unused in BTF, so consts.go mirrors them and consts_test.go checks it against
 // bpf/consts.h.

@@ -3,8 +3,10 @@ package loader
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/google/go-cmp/cmp"
@@ -265,5 +267,45 @@ func TestSourceHashKnownValues(t *testing.T) {
 		if got := SourceHash(netip.MustParseAddr(addr)); got != want {
 			t.Errorf("SourceHash(%s) = %#08x, want %#08x", addr, got, want)
 		}
+	}
+}
+
+// barrierResolver answers only once n lookups are in flight at the same time, so an Apply that
+// resolved one real server after another would get no answers at all.
+type barrierResolver struct {
+	*fakeResolver
+	arrived chan struct{}
+	release chan struct{}
+}
+
+func (b *barrierResolver) NextHop(ctx context.Context, addr netip.Addr) (NextHop, error) {
+	b.arrived <- struct{}{}
+	select {
+	case <-b.release:
+	case <-time.After(5 * time.Second):
+		return NextHop{}, fmt.Errorf("lookup of %s was never joined by the others", addr)
+	}
+	return b.fakeResolver.NextHop(ctx, addr)
+}
+
+func TestNextHopsResolvedConcurrently(t *testing.T) {
+	const n = 4
+	res := &barrierResolver{fakeResolver: newFakeResolver(), arrived: make(chan struct{}, n), release: make(chan struct{})}
+	var bes []director.Backend
+	for i := range n {
+		a := netip.AddrFrom4([4]byte{10, 0, 0, byte(20 + i)})
+		res.set(a, NextHop{Ifindex: 1, SrcMAC: mac("02:00:00:00:00:01"), DstMAC: mac(fmt.Sprintf("02:00:00:00:00:%02x", 20+i))})
+		bes = append(bes, be(a, 1, true))
+	}
+	l := newTestLoader(t, res)
+	go func() {
+		for range n {
+			<-res.arrived
+		}
+		close(res.release)
+	}()
+	apply(t, l, snap(svc(tcp80, "rr", bes...)))
+	if got := l.services[tcp80].val.SelSize; got != n {
+		t.Errorf("selection table holds %d backends, want %d: lookups did not run concurrently", got, n)
 	}
 }

@@ -10,15 +10,20 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"runtime"
 	"slices"
 	"sync"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netns"
 
 	"github.com/sluice-lb/sluice/director"
 	"github.com/sluice-lb/sluice/sched"
 )
+
+// maxConcurrentResolves bounds the next-hop lookups (and ARP probes) one Apply runs at once.
+const maxConcurrentResolves = 16
 
 // ErrUnsupported marks state the XDP data path cannot forward yet (IPv6, TUN, NAT); Apply
 // forwards everything else and returns it wrapped.
@@ -280,37 +285,72 @@ func (l *Loader) attach(ifindex int, name string) (link.Link, error) {
 // flows: health checks say whether it is gone). Failures are logged when they first occur or
 // change.
 func (l *Loader) resolveNextHops(ctx context.Context, order []*director.Service) map[netip.Addr]NextHop {
-	hops := map[netip.Addr]NextHop{}
+	// Resolve concurrently: an ARP probe that gets no answer takes a second, and Apply runs in
+	// the director's loop.
+	var addrs []netip.Addr
+	seen := map[netip.Addr]bool{}
 	for _, svc := range order {
 		for _, b := range svc.Backends {
-			if _, done := hops[b.Addr]; done || !b.Up || b.Method != director.MethodDR || !b.Addr.Is4() {
+			if seen[b.Addr] || !b.Up || b.Method != director.MethodDR || !b.Addr.Is4() {
 				continue
 			}
-			hop, err := l.res.NextHop(ctx, b.Addr)
-			if err == nil && (len(hop.SrcMAC) != 6 || len(hop.DstMAC) != 6 || hop.Ifindex <= 0) {
-				err = fmt.Errorf("resolve %s: incomplete next hop %+v", b.Addr, hop)
+			seen[b.Addr] = true
+			addrs = append(addrs, b.Addr)
+		}
+	}
+	type result struct {
+		hop NextHop
+		err error
+	}
+	results := make([]result, len(addrs))
+	// The resolver's netlink and ARP sockets belong to the namespace of the thread that opens
+	// them, so the workers run in the caller's namespace (tests call Apply inside one).
+	ns, err := netns.Get()
+	if err != nil {
+		for i := range results {
+			results[i].err = fmt.Errorf("resolve next hops: current network namespace: %w", err)
+		}
+	} else {
+		defer ns.Close()
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, maxConcurrentResolves)
+		for i, a := range addrs {
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				results[i].hop, results[i].err = resolveIn(ns, func() (NextHop, error) { return l.res.NextHop(ctx, a) })
+			}()
+		}
+		wg.Wait()
+	}
+
+	hops := map[netip.Addr]NextHop{}
+	for i, a := range addrs {
+		hop, err := results[i].hop, results[i].err
+		if err == nil && (len(hop.SrcMAC) != 6 || len(hop.DstMAC) != 6 || hop.Ifindex <= 0) {
+			err = fmt.Errorf("resolve %s: incomplete next hop %+v", a, hop)
+		}
+		if err == nil {
+			if _, ok := l.hopErrs[a]; ok {
+				l.log.Info("real server resolved again", "addr", a)
+				delete(l.hopErrs, a)
 			}
-			if err == nil {
-				if _, ok := l.hopErrs[b.Addr]; ok {
-					l.log.Info("real server resolved again", "addr", b.Addr)
-					delete(l.hopErrs, b.Addr)
-				}
-				hops[b.Addr] = hop
-				continue
-			}
-			last, known := l.lastHops[b.Addr]
-			keep := known && !errors.Is(err, ErrNotDirect)
-			if l.hopErrs[b.Addr] != err.Error() {
-				if keep {
-					l.log.Warn("cannot refresh real server's next hop; keeping the last one", "addr", b.Addr, "err", err)
-				} else {
-					l.log.Warn("cannot resolve real server; sending it no traffic", "addr", b.Addr, "err", err)
-				}
-				l.hopErrs[b.Addr] = err.Error()
-			}
+			hops[a] = hop
+			continue
+		}
+		last, known := l.lastHops[a]
+		keep := known && !errors.Is(err, ErrNotDirect)
+		if l.hopErrs[a] != err.Error() {
 			if keep {
-				hops[b.Addr] = last
+				l.log.Warn("cannot refresh real server's next hop; keeping the last one", "addr", a, "err", err)
+			} else {
+				l.log.Warn("cannot resolve real server; sending it no traffic", "addr", a, "err", err)
 			}
+			l.hopErrs[a] = err.Error()
+		}
+		if keep {
+			hops[a] = last
 		}
 	}
 	// Forget backends gone or down, so that they start afresh if they come back.
@@ -321,6 +361,32 @@ func (l *Loader) resolveNextHops(ctx context.Context, order []*director.Service)
 		}
 	}
 	return hops
+}
+
+// resolveIn runs fn on a thread in network namespace ns. A thread that cannot be switched back
+// stays locked, so the runtime discards it instead of reusing it in the wrong namespace.
+func resolveIn(ns netns.NsHandle, fn func() (NextHop, error)) (NextHop, error) {
+	runtime.LockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		runtime.UnlockOSThread()
+		return NextHop{}, fmt.Errorf("resolve next hop: current network namespace: %w", err)
+	}
+	defer orig.Close()
+	if !orig.Equal(ns) {
+		if err := netns.Set(ns); err != nil {
+			runtime.UnlockOSThread()
+			return NextHop{}, fmt.Errorf("resolve next hop: enter network namespace: %w", err)
+		}
+		defer func() {
+			if netns.Set(orig) == nil {
+				runtime.UnlockOSThread()
+			}
+		}()
+	} else {
+		defer runtime.UnlockOSThread()
+	}
+	return fn()
 }
 
 // wantsHop reports whether some up DR backend of order has address a.

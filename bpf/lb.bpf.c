@@ -124,7 +124,9 @@ int xdp_lb(struct xdp_md *ctx)
 		if (select_backend(&svc, &pkt, &be_id, &reason) < 0)
 			return verdict(reason, XDP_DROP);
 		be = bpf_map_lookup_elem(&backends, &be_id);
-		/* The loader marks a backend up before listing it in a table, so this is a bug. */
+		/* The loader marks a backend up before listing it and down only after the table
+		 * that drops it is published, so this is a packet that read the old table just
+		 * before. */
 		if (!be || !(be->flags & BE_F_UP) || be->svc_id != svc.id)
 			return verdict(DROP_TABLE_MISS, XDP_DROP);
 		fv.backend = be_id;

@@ -16,6 +16,8 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/features"
 	"golang.org/x/sys/unix"
+
+	harness "github.com/sluice-lb/sluice/test/netns"
 )
 
 // requireBPF skips when the test cannot load BPF programs: not root, or a kernel without XDP.
@@ -23,10 +25,10 @@ import (
 func requireBPF(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root to load BPF programs")
+		harness.SkipPrivileged(t, "needs root to load BPF programs")
 	}
 	if err := features.HaveProgramType(ebpf.XDP); errors.Is(err, ebpf.ErrNotSupported) {
-		t.Skipf("kernel lacks XDP: %v", err)
+		harness.SkipPrivileged(t, fmt.Sprintf("kernel lacks XDP: %v", err))
 	}
 }
 

@@ -19,7 +19,7 @@ import (
 func newEnv(t *testing.T) *Env {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates network namespaces")
+		SkipPrivileged(t, "needs root: creates network namespaces")
 	}
 	e, err := New()
 	if err != nil {

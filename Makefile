@@ -42,6 +42,7 @@ lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
 	$(GO) mod tidy -diff
+	$(GO) tool staticcheck ./...
 	@scripts/install-deps build
 	clang-format-14 --dry-run --Werror bpf/*.c bpf/*.h
 

@@ -22,16 +22,18 @@ func listen(t *testing.T) (net.Listener, netip.AddrPort) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	go acceptAndClose(ln)
 	return ln, netip.MustParseAddrPort(ln.Addr().String())
+}
+
+func acceptAndClose(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		c.Close()
+	}
 }
 
 func testConfig(rss ...netip.AddrPort) *config.Config {
@@ -133,15 +135,7 @@ func TestHealthDrivesSnapshot(t *testing.T) {
 		t.Skipf("cannot re-listen on %s: %v", rs1, err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	go acceptAndClose(ln)
 	waitFor(t, rec, "rs1 back up", func(s Snapshot) bool { return upSet(s)[rs1] })
 }
 

@@ -24,14 +24,8 @@ import (
 	"github.com/sluice-lb/sluice/test/netns"
 )
 
-// Health-check timing written into keepalived.conf; with retry 0 a dead server is out after
-// at most delayLoop+connectTimeout, plus what sluice takes to reprogram the data path.
-const (
-	delayLoop      = 1 * time.Second
-	connectTimeout = 1 * time.Second
-	applyMargin    = 1500 * time.Millisecond
-	connections    = 200
-)
+// connections is how many connections each step of the demo makes.
+const connections = 200
 
 func main() {
 	bin := flag.String("sluice", "", "path of the sluice binary to run (go build -o bin/sluice ./cmd/sluice)")
@@ -153,7 +147,7 @@ func (d *demo) topology(env *netns.Env) {
 }
 
 func (d *demo) start(ctx context.Context) error {
-	confText := d.lab.KeepalivedConf(delayLoop, connectTimeout)
+	confText := d.lab.KeepalivedConf(lab.DelayLoop, lab.ConnectTimeout)
 	dir, err := os.MkdirTemp("", "sluice-demo-")
 	if err != nil {
 		return err
@@ -249,9 +243,9 @@ func (d *demo) failover(ctx context.Context, rs *lab.RealServer) error {
 		return err
 	}
 	t0 := time.Now()
-	window := delayLoop + connectTimeout + applyMargin
+	window := lab.DelayLoop + lab.ConnectTimeout + lab.ApplyMargin
 	d.printf("   TCP_CHECK runs every %v with connect_timeout %v and retry 0: sluice should take rs2 out within %v (+%v to apply)\n",
-		delayLoop, connectTimeout, delayLoop+connectTimeout, applyMargin)
+		lab.DelayLoop, lab.ConnectTimeout, lab.DelayLoop+lab.ConnectTimeout, lab.ApplyMargin)
 
 	// Watch the log for the first line naming the server, for at most the window.
 	noticed := time.Duration(0)
@@ -280,7 +274,7 @@ func (d *demo) recover(ctx context.Context, rs *lab.RealServer) error {
 		return err
 	}
 	t0 := time.Now()
-	attempts, err := d.lab.WaitServer(ctx, rs.Name, 2*(delayLoop+connectTimeout)+applyMargin+2*time.Second)
+	attempts, err := d.lab.WaitServer(ctx, rs.Name, 2*(lab.DelayLoop+lab.ConnectTimeout)+lab.ApplyMargin+2*time.Second)
 	if err != nil {
 		d.tail(mark, 8)
 		return err

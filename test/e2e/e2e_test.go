@@ -28,15 +28,6 @@ import (
 	"github.com/sluice-lb/sluice/test/netns"
 )
 
-// The health-check timing written into keepalived.conf. With retry 0, a server that stops
-// answering is out after at most delayLoop+connectTimeout; applyMargin is what sluice may take
-// on top to reprogram the data path.
-const (
-	delayLoop      = 1 * time.Second
-	connectTimeout = 1 * time.Second
-	applyMargin    = 1500 * time.Millisecond
-)
-
 var (
 	sluiceBin string
 	buildErr  error
@@ -92,7 +83,7 @@ func startSluice(t *testing.T) *daemon {
 		t.Fatalf("build lab: %v", err)
 	}
 	conf := filepath.Join(t.TempDir(), "keepalived.conf")
-	if err := os.WriteFile(conf, []byte(l.KeepalivedConf(delayLoop, connectTimeout)), 0o600); err != nil {
+	if err := os.WriteFile(conf, []byte(l.KeepalivedConf(lab.DelayLoop, lab.ConnectTimeout)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 
@@ -209,7 +200,7 @@ func TestDirectRouting(t *testing.T) {
 	})
 
 	t.Run("failover", func(t *testing.T) {
-		window := delayLoop + connectTimeout + applyMargin
+		window := lab.DelayLoop + lab.ConnectTimeout + lab.ApplyMargin
 		const observe = 3 * time.Second
 		mark := d.log.Mark()
 		if err := rs1.Stop(); err != nil {
@@ -248,7 +239,7 @@ func TestDirectRouting(t *testing.T) {
 	})
 
 	t.Run("recovery", func(t *testing.T) {
-		bound := 2*(delayLoop+connectTimeout) + applyMargin + 2*time.Second
+		bound := 2*(lab.DelayLoop+lab.ConnectTimeout) + lab.ApplyMargin + 2*time.Second
 		if err := rs1.Start(); err != nil {
 			t.Fatal(err)
 		}

@@ -205,6 +205,15 @@ const PeerHeader = "X-Peer-Addr"
 // Hits is how many requests the server has answered.
 func (rs *RealServer) Hits() int64 { return rs.hits.Load() }
 
+// Health-check timing the e2e tests and the demo write into keepalived.conf. With retry 0 a
+// real server that stops answering is out after at most DelayLoop+ConnectTimeout; ApplyMargin is
+// what sluice may take on top to reprogram the data path.
+const (
+	DelayLoop      = 1 * time.Second
+	ConnectTimeout = 1 * time.Second
+	ApplyMargin    = 1500 * time.Millisecond
+)
+
 // KeepalivedConf returns a keepalived.conf with one DR virtual service on VIP:80, round robin,
 // over every real server with a TCP_CHECK. retry 0 makes one failed check take a server out,
 // so a dead server is noticed within delayLoop+connectTimeout.

@@ -100,3 +100,19 @@ type Backend struct {
 
 // Eligible reports whether the backend may receive new flows.
 func (b Backend) Eligible() bool { return b.Up && b.Weight > 0 }
+
+// Counters are traffic totals a data plane keeps for a service or a real server.
+type Counters struct {
+	Packets, Bytes, NewFlows uint64
+}
+
+// TrafficStats are a data plane's counters per service, and per real server of each service.
+type TrafficStats struct {
+	Services map[ServiceKey]Counters
+	Backends map[ServiceKey]map[netip.AddrPort]Counters
+}
+
+// StatsReader is implemented by data planes that count traffic (sluice list --stats, metrics).
+type StatsReader interface {
+	TrafficStats() (TrafficStats, error)
+}

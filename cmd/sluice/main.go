@@ -20,8 +20,10 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/sluice-lb/sluice/config"
+	"github.com/sluice-lb/sluice/control"
 	"github.com/sluice-lb/sluice/director"
 	"github.com/sluice-lb/sluice/loader"
 )
@@ -34,6 +36,9 @@ func usage(w io.Writer) {
 commands:
   run      run the load balancer (keepalived-compatible flags: -f FILE -n -l -D)
   check    check a configuration file and exit (like keepalived -t)
+  status   show the running daemon's services and real servers' health
+  list     list services like ipvsadm -L (-n numeric, --stats counters)
+  reload   make the running daemon re-read its configuration (like SIGHUP)
   version  print the version
 
 A leading flag means "run", so "sluice -f FILE -n -l" works as "keepalived -f FILE -n -l" does.
@@ -60,6 +65,12 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		return run(args[1:], stderr)
 	case "check":
 		return check(args[1:], stdout, stderr)
+	case "status":
+		return statusMain(args[1:], stdout, stderr)
+	case "list":
+		return listMain(args[1:], stdout, stderr)
+	case "reload":
+		return reloadMain(args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "sluice", version)
 		return 0
@@ -123,6 +134,7 @@ func run(args []string, stderr io.Writer) int {
 	debug := fs.Bool("D", false, "detailed log")
 	test := fs.Bool("t", false, "check the configuration and exit (keepalived -t)")
 	dataplane := fs.String("dataplane", "xdp", "data plane: xdp (the only one so far)")
+	socket := fs.String("socket", control.SocketPath(control.Instance()), "control socket (root only)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -160,10 +172,24 @@ func run(args []string, stderr io.Writer) int {
 	}()
 
 	reload := make(chan *config.Config)
-	go watchReload(ctx, *file, log, reload)
+	reloadFile := func(ctx context.Context) error { return reloadConfig(ctx, *file, log, reload) }
+	go watchReload(ctx, log, reloadFile)
 
-	log.Info("sluice starting", "version", version, "config", *file)
-	err = director.Run(ctx, director.Options{Config: cfg, Dataplane: dp, Logger: log, Reload: reload})
+	state := control.NewState(control.Status{Version: version, Config: *file, Started: time.Now(), Dataplane: *dataplane},
+		dp, reloadFile)
+	srv, err := control.Listen(*socket, log)
+	if err != nil {
+		log.Error("start control API", "err", err)
+		return 1
+	}
+	go func() {
+		if err := srv.Serve(ctx, state); err != nil {
+			log.Error("control API stopped", "err", err)
+		}
+	}()
+
+	log.Info("sluice starting", "version", version, "config", *file, "control", srv.Path())
+	err = director.Run(ctx, director.Options{Config: cfg, Dataplane: dp, Logger: log, Reload: reload, Applied: state.Applied})
 	if err != nil {
 		log.Error("sluice stopped", "err", err)
 		return 1
@@ -172,9 +198,8 @@ func run(args []string, stderr io.Writer) int {
 	return 0
 }
 
-// watchReload re-reads the configuration on SIGHUP. A file that does not parse is reported and
-// the running configuration stays.
-func watchReload(ctx context.Context, path string, log *slog.Logger, out chan<- *config.Config) {
+// watchReload reloads on SIGHUP.
+func watchReload(ctx context.Context, log *slog.Logger, reload func(context.Context) error) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -184,16 +209,23 @@ func watchReload(ctx context.Context, path string, log *slog.Logger, out chan<- 
 			return
 		case <-hup:
 		}
-		cfg, err := loadConfig(path, log)
-		if err != nil {
-			log.Error("reload refused: the running configuration stays", "file", path, "err", err)
-			continue
-		}
-		select {
-		case out <- cfg:
-		case <-ctx.Done():
-			return
-		}
+		reload(ctx)
+	}
+}
+
+// reloadConfig re-reads the configuration and hands it to the director. A file that does not
+// parse is reported (to the log and to the caller) and the running configuration stays.
+func reloadConfig(ctx context.Context, path string, log *slog.Logger, out chan<- *config.Config) error {
+	cfg, err := loadConfig(path, log)
+	if err != nil {
+		log.Error("reload refused: the running configuration stays", "file", path, "err", err)
+		return fmt.Errorf("reload refused, the running configuration stays: %w", err)
+	}
+	select {
+	case out <- cfg:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 

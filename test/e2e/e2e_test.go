@@ -64,6 +64,7 @@ type daemon struct {
 	lab  *lab.Lab
 	proc *netns.Proc
 	log  *lab.LogTail
+	conf string // the keepalived.conf it runs
 }
 
 // startSluice builds a lab with three real servers, starts sluice on it and waits until every
@@ -88,7 +89,7 @@ func startSluice(t *testing.T) *daemon {
 	}
 
 	var ended atomic.Bool // t.Log after the test has ended panics
-	d := &daemon{lab: l, log: &lab.LogTail{OnLine: func(line string) {
+	d := &daemon{lab: l, conf: conf, log: &lab.LogTail{OnLine: func(line string) {
 		if !ended.Load() {
 			t.Log("sluice: " + line)
 		}

@@ -1,0 +1,113 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/sluice-lb/sluice/control"
+)
+
+// callDaemon sends one request to the running daemon and reports failures on stderr.
+func callDaemon(socket string, req control.Request, stderr io.Writer) (control.Response, bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	resp, err := control.Call(ctx, socket, req)
+	if err != nil {
+		fmt.Fprintf(stderr, "sluice %s: %v\n", req.Command, err)
+		return resp, false
+	}
+	return resp, true
+}
+
+func socketFlag(fs *flag.FlagSet) *string {
+	return fs.String("socket", control.SocketPath(control.Instance()), "control socket of the daemon")
+}
+
+func statusMain(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	socket := socketFlag(fs)
+	asJSON := fs.Bool("json", false, "print the status as JSON")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	resp, ok := callDaemon(*socket, control.Request{Command: control.CmdStatus}, stderr)
+	if !ok {
+		return 1
+	}
+	st := resp.Status
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		enc.Encode(st)
+		return 0
+	}
+	fmt.Fprintf(stdout, "sluice %s, config %s, data plane %s, up %s\n", st.Version, st.Config, st.Dataplane,
+		time.Since(st.Started).Round(time.Second))
+	if st.Applied.IsZero() {
+		fmt.Fprintln(stdout, "nothing applied yet")
+	} else {
+		fmt.Fprintf(stdout, "last applied %s ago\n", time.Since(st.Applied).Round(time.Second))
+	}
+	for _, s := range st.Services {
+		up := 0
+		for _, r := range s.RealServers {
+			if r.Healthy {
+				up++
+			}
+		}
+		fmt.Fprintf(stdout, "\n%s %s:%d %s: %d of %d real servers healthy\n", s.Protocol, s.VIP, s.Port, s.Scheduler, up, len(s.RealServers))
+		for _, r := range s.RealServers {
+			health := "healthy"
+			if !r.Healthy {
+				health = "DOWN"
+			}
+			fmt.Fprintf(stdout, "  %-28s %-7s weight %-6d %s\n", fmt.Sprintf("%s:%d", r.Address, r.Port), r.Forward, r.Weight, health)
+		}
+	}
+	return 0
+}
+
+func listMain(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("list", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	socket := socketFlag(fs)
+	numeric := fs.Bool("n", false, "numeric output: no host or service names (ipvsadm -n)")
+	stats := fs.Bool("stats", false, "traffic counters (ipvsadm --stats)")
+	rate := fs.Bool("rate", false, "traffic rates (ipvsadm --rate): not available yet")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *rate {
+		fmt.Fprintln(stderr, "sluice list: --rate is not available yet; use --stats")
+		return 2
+	}
+	resp, ok := callDaemon(*socket, control.Request{Command: control.CmdStatus}, stderr)
+	if !ok {
+		return 1
+	}
+	opts := control.ListOptions{Stats: *stats}
+	if !*numeric {
+		opts.Names = control.Names(context.Background())
+	}
+	control.WriteList(stdout, *resp.Status, opts)
+	return 0
+}
+
+func reloadMain(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("reload", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	socket := socketFlag(fs)
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if _, ok := callDaemon(*socket, control.Request{Command: control.CmdReload}, stderr); !ok {
+		return 1
+	}
+	fmt.Fprintln(stdout, "configuration reloaded")
+	return 0
+}

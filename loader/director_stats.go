@@ -1,0 +1,32 @@
+package loader
+
+import (
+	"net/netip"
+
+	"github.com/sluice-lb/sluice/director"
+)
+
+var _ director.StatsReader = (*Loader)(nil)
+
+// TrafficStats implements director.StatsReader from the per-CPU counters.
+func (l *Loader) TrafficStats() (director.TrafficStats, error) {
+	st, err := l.Stats()
+	if err != nil {
+		return director.TrafficStats{}, err
+	}
+	ts := director.TrafficStats{
+		Services: make(map[director.ServiceKey]director.Counters, len(st.Services)),
+		Backends: make(map[director.ServiceKey]map[netip.AddrPort]director.Counters, len(st.Backends)),
+	}
+	for k, c := range st.Services {
+		ts.Services[k] = director.Counters(c)
+	}
+	for k, bes := range st.Backends {
+		m := make(map[netip.AddrPort]director.Counters, len(bes))
+		for ap, c := range bes {
+			m[ap] = director.Counters(c)
+		}
+		ts.Backends[k] = m
+	}
+	return ts, nil
+}

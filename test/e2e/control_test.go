@@ -1,0 +1,190 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluice-lb/sluice/control"
+	"github.com/sluice-lb/sluice/test/lab"
+)
+
+// cli runs `sluice ARGS...` in the director's namespace, as an operator would on the director.
+func (d *daemon) cli(t *testing.T, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	cmd := d.lab.Director.Command(sluiceBin, args...)
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code = cmd.ProcessState.ExitCode()
+	if err != nil && code < 0 {
+		t.Fatalf("sluice %v: %v", args, err)
+	}
+	return out.String(), errb.String(), code
+}
+
+// listLines is what `sluice list -n` must print for the lab with the given real servers, in
+// ipvsadm -Ln's layout.
+func listLines(servers ...*lab.RealServer) string {
+	var b strings.Builder
+	b.WriteString("IP Virtual Server version 1.2.1 (size=4096)\n")
+	b.WriteString("Prot LocalAddress:Port Scheduler Flags\n")
+	b.WriteString("  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n")
+	fmt.Fprintf(&b, "TCP  %s:%d rr\n", lab.VIP, lab.Port)
+	for _, rs := range servers {
+		fmt.Fprintf(&b, "  -> %-28s %-7s %-6d %-10d %-10d\n", fmt.Sprintf("%s:%d", rs.Addr, lab.Port), "Route", 1, 0, 0)
+	}
+	return b.String()
+}
+
+func TestControlCLI(t *testing.T) {
+	d := startSluice(t)
+	ctx := context.Background()
+	rs := d.lab.RealServers
+
+	t.Run("status", func(t *testing.T) {
+		out, errOut, code := d.cli(t, "status", "--json")
+		if code != 0 {
+			t.Fatalf("sluice status exited %d: %s", code, errOut)
+		}
+		var st control.Status
+		if err := json.Unmarshal([]byte(out), &st); err != nil {
+			t.Fatalf("status is not JSON: %v\n%s", err, out)
+		}
+		if len(st.Services) != 1 || st.Services[0].VIP != lab.VIP || len(st.Services[0].RealServers) != 3 {
+			t.Fatalf("status services: %+v", st.Services)
+		}
+		for _, r := range st.Services[0].RealServers {
+			if !r.Healthy {
+				t.Errorf("real server %s reported down", r.Address)
+			}
+		}
+		if st.Applied.IsZero() || st.Config != d.conf {
+			t.Errorf("status applied=%v config=%q, want a time and %q", st.Applied, st.Config, d.conf)
+		}
+	})
+
+	t.Run("list", func(t *testing.T) {
+		out, errOut, code := d.cli(t, "list", "-n")
+		if code != 0 {
+			t.Fatalf("sluice list exited %d: %s", code, errOut)
+		}
+		if want := listLines(rs...); out != want {
+			t.Errorf("sluice list -n:\n%s\nwant:\n%s", out, want)
+		}
+	})
+
+	t.Run("stats count forwarded connections", func(t *testing.T) {
+		const n = 30
+		if tally := d.lab.Run(ctx, n); len(tally.Failed) > 0 {
+			t.Fatalf("%d connections failed", len(tally.Failed))
+		}
+		out, _, code := d.cli(t, "list", "-n", "--stats")
+		if code != 0 {
+			t.Fatalf("sluice list --stats exited %d", code)
+		}
+		lines := strings.Split(out, "\n")
+		var conns, pkts int
+		if len(lines) < 4 {
+			t.Fatalf("sluice list --stats:\n%s", out)
+		}
+		if _, err := fmt.Sscanf(strings.TrimSpace(strings.TrimPrefix(lines[3], fmt.Sprintf("TCP  %s:%d", lab.VIP, lab.Port))), "%d %d", &conns, &pkts); err != nil {
+			t.Fatalf("service line %q: %v", lines[3], err)
+		}
+		// WaitReady made connections too, so at least the n made here were counted, each with
+		// several packets (handshake, request, FIN).
+		if conns < n || pkts < 3*conns {
+			t.Errorf("service counters conns=%d packets=%d after %d connections:\n%s", conns, pkts, n, out)
+		}
+	})
+
+	t.Run("a failed real server leaves the list", func(t *testing.T) {
+		if err := rs[0].Stop(); err != nil {
+			t.Fatal(err)
+		}
+		defer rs[0].Start()
+		deadline := time.Now().Add(lab.DelayLoop + lab.ConnectTimeout + lab.ApplyMargin + time.Second)
+		var out string
+		for time.Now().Before(deadline) {
+			out, _, _ = d.cli(t, "list", "-n")
+			if out == listLines(rs[1:]...) {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if want := listLines(rs[1:]...); out != want {
+			t.Errorf("after rs1 stopped, sluice list -n:\n%s\nwant:\n%s", out, want)
+		}
+		st, _, _ := d.cli(t, "status")
+		if !strings.Contains(st, "2 of 3 real servers healthy") || !strings.Contains(st, "DOWN") {
+			t.Errorf("sluice status after rs1 stopped:\n%s", st)
+		}
+	})
+
+	t.Run("reload", func(t *testing.T) {
+		good, err := os.ReadFile(d.conf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A broken file is refused with its position, and the running configuration stays.
+		if err := os.WriteFile(d.conf, append(good, []byte("virtual_server 10.111.0.200 80 {\n  lb_algo nonsense\n}\n")...), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, errOut, code := d.cli(t, "reload")
+		if code == 0 || !strings.Contains(errOut, d.conf+":") || !strings.Contains(errOut, "nonsense") {
+			t.Errorf("reload of a broken file: exit %d, stderr %q; want a failure naming file:line:col", code, errOut)
+		}
+		if tally := d.lab.Run(ctx, 30); len(tally.Failed) > 0 {
+			t.Errorf("%d connections failed after a refused reload", len(tally.Failed))
+		}
+
+		// A good file with rs3 removed is applied: rs3 gets no new connections.
+		two := *d.lab
+		two.RealServers = rs[:2]
+		if err := os.WriteFile(d.conf, []byte(two.KeepalivedConf(lab.DelayLoop, lab.ConnectTimeout)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, errOut, code := d.cli(t, "reload"); code != 0 {
+			t.Fatalf("reload: exit %d: %s", code, errOut)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			out, _, _ := d.cli(t, "list", "-n")
+			// rs1 may still be coming back from the previous subtest.
+			if out == listLines(rs[0], rs[1]) || out == listLines(rs[1]) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("after reload, sluice list -n:\n%s", out)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		tally := d.lab.Run(ctx, 60)
+		if len(tally.Failed) > 0 {
+			t.Errorf("%d connections failed after the reload", len(tally.Failed))
+		}
+		if n := tally.ByServer["rs3"]; n > 0 {
+			t.Errorf("rs3 got %d connections after it was removed from the configuration", n)
+		}
+	})
+}
+
+func TestControlSocketIsRootOnly(t *testing.T) {
+	d := startSluice(t)
+	if _, errOut, code := d.cli(t, "status"); code != 0 {
+		t.Fatalf("status: exit %d: %s", code, errOut)
+	}
+	// The socket the daemon and the CLI derived from the namespace's name.
+	cmd := d.lab.Director.Command("sh", "-c", `stat -c '%a %U' /run/sluice/"$(ip netns identify)".sock; stat -c '%a %U' /run/sluice`)
+	b, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("stat control socket: %v", err)
+	}
+	if got := strings.Fields(string(b)); len(got) != 4 || got[0] != "600" || got[1] != "root" || got[2] != "700" || got[3] != "root" {
+		t.Errorf("control socket and directory modes: %q, want 600 root and 700 root", b)
+	}
+}

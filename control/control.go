@@ -49,6 +49,8 @@ type Status struct {
 	Dataplane  string      `json:"dataplane"`
 	Services   []Service   `json:"services"`
 	Interfaces []Interface `json:"interfaces,omitempty"`
+	// Verdicts counts every packet the data plane saw by what it did and why.
+	Verdicts map[string]uint64 `json:"verdicts,omitempty"`
 }
 
 // Interface is a network interface the data plane is attached to.

@@ -313,3 +313,101 @@ func TestParseServices(t *testing.T) {
 		t.Errorf("services (-want +got):\n%s", diff)
 	}
 }
+
+func TestDumpIsPrivateAndDoesNotFollowSymlinks(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "run")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	victim := filepath.Join(t.TempDir(), "victim")
+	if err := os.WriteFile(victim, []byte("keep me"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(victim, filepath.Join(dir, "x.data")); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	st := sample
+	st.Started, st.Applied = now.Add(-time.Hour), now.Add(-2*time.Second)
+	for _, kind := range []string{DumpData, DumpStats, DumpJSON} {
+		path, err := Dump(dir, "x", kind, st, now)
+		if err != nil {
+			t.Fatalf("dump %s: %v", kind, err)
+		}
+		fi, err := os.Lstat(path)
+		if err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm() != 0o600 {
+			t.Fatalf("dump %s: %v mode %v, want a regular 0600 file", kind, err, fi.Mode())
+		}
+		b, _ := os.ReadFile(path)
+		want := map[string]string{
+			DumpData:  "TCP 10.0.0.3:80 rr: 2 of 3 real servers healthy",
+			DumpStats: "TCP  10.0.0.3:80                         8      132",
+			DumpJSON:  `"scheduler": "rr"`,
+		}[kind]
+		if !strings.Contains(string(b), want) {
+			t.Errorf("dump %s lacks %q:\n%s", kind, want, b)
+		}
+	}
+	if b, _ := os.ReadFile(victim); string(b) != "keep me" {
+		t.Errorf("dump followed the symlink: victim now %q", b)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 3 {
+		t.Errorf("dump directory holds %d files, want 3 (no temporaries left)", len(ents))
+	}
+}
+
+func TestWriteMetrics(t *testing.T) {
+	st := Status{Version: `dev"1`, Started: time.Unix(1700000000, 0), Applied: time.Unix(1700000100, 500_000_000),
+		Verdicts: map[string]uint64{"tx_dr": 264, "pass_not_vip": 7},
+		Services: []Service{{Protocol: "TCP", VIP: netip.MustParseAddr("10.0.0.3"), Port: 80, Scheduler: "rr",
+			Stats: &Counters{Conns: 8, InPkts: 132, InBytes: 34840},
+			RealServers: []RealServer{
+				{Address: netip.MustParseAddr("10.0.0.7"), Port: 80, Weight: 2, Forward: "Route", Healthy: true, Stats: &Counters{Conns: 8, InPkts: 132, InBytes: 34840}},
+				{Address: netip.MustParseAddr("10.0.0.9"), Port: 80, Weight: 1, Forward: "Route"},
+			}}}}
+	want := `# HELP sluice_build_info Always 1; the version label says which Sluice runs.
+# TYPE sluice_build_info gauge
+sluice_build_info{version="dev\"1"} 1
+# HELP sluice_start_time_seconds When the daemon started, in seconds since the epoch.
+# TYPE sluice_start_time_seconds gauge
+sluice_start_time_seconds 1.7e+09
+# HELP sluice_last_apply_timestamp_seconds When the data plane last accepted the desired state.
+# TYPE sluice_last_apply_timestamp_seconds gauge
+sluice_last_apply_timestamp_seconds 1.7000001005e+09
+# HELP sluice_service_packets_total Packets forwarded. Per virtual service.
+# TYPE sluice_service_packets_total counter
+sluice_service_packets_total{protocol="TCP",vip="10.0.0.3",port="80"} 132
+# HELP sluice_service_bytes_total Bytes forwarded, Ethernet frames included. Per virtual service.
+# TYPE sluice_service_bytes_total counter
+sluice_service_bytes_total{protocol="TCP",vip="10.0.0.3",port="80"} 34840
+# HELP sluice_service_new_flows_total Flows (connections) scheduled. Per virtual service.
+# TYPE sluice_service_new_flows_total counter
+sluice_service_new_flows_total{protocol="TCP",vip="10.0.0.3",port="80"} 8
+# HELP sluice_real_server_packets_total Packets forwarded. Per real server of a virtual service.
+# TYPE sluice_real_server_packets_total counter
+sluice_real_server_packets_total{protocol="TCP",vip="10.0.0.3",port="80",real_server="10.0.0.7",real_port="80"} 132
+# HELP sluice_real_server_bytes_total Bytes forwarded, Ethernet frames included. Per real server of a virtual service.
+# TYPE sluice_real_server_bytes_total counter
+sluice_real_server_bytes_total{protocol="TCP",vip="10.0.0.3",port="80",real_server="10.0.0.7",real_port="80"} 34840
+# HELP sluice_real_server_new_flows_total Flows (connections) scheduled. Per real server of a virtual service.
+# TYPE sluice_real_server_new_flows_total counter
+sluice_real_server_new_flows_total{protocol="TCP",vip="10.0.0.3",port="80",real_server="10.0.0.7",real_port="80"} 8
+# HELP sluice_real_server_healthy 1 when the real server's health checks pass, else 0.
+# TYPE sluice_real_server_healthy gauge
+sluice_real_server_healthy{protocol="TCP",vip="10.0.0.3",port="80",real_server="10.0.0.7",real_port="80"} 1
+sluice_real_server_healthy{protocol="TCP",vip="10.0.0.3",port="80",real_server="10.0.0.9",real_port="80"} 0
+# HELP sluice_real_server_weight The real server's weight in its virtual service.
+# TYPE sluice_real_server_weight gauge
+sluice_real_server_weight{protocol="TCP",vip="10.0.0.3",port="80",real_server="10.0.0.7",real_port="80"} 2
+sluice_real_server_weight{protocol="TCP",vip="10.0.0.3",port="80",real_server="10.0.0.9",real_port="80"} 1
+# HELP sluice_dataplane_packets_total Packets the data plane saw, by verdict and reason (pass_*, drop_*, tx_*, redirect_*).
+# TYPE sluice_dataplane_packets_total counter
+sluice_dataplane_packets_total{reason="pass_not_vip"} 7
+sluice_dataplane_packets_total{reason="tx_dr"} 264
+`
+	var b strings.Builder
+	WriteMetrics(&b, st)
+	if diff := cmp.Diff(want, b.String()); diff != "" {
+		t.Errorf("metrics (-want +got):\n%s", diff)
+	}
+}

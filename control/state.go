@@ -48,6 +48,9 @@ func (s *State) Status() Status {
 			ts = &t
 		}
 	}
+	if ts != nil {
+		st.Verdicts = ts.Verdicts
+	}
 	st.Services = make([]Service, 0, len(snap.Services))
 	for _, svc := range snap.Services {
 		out := Service{

@@ -110,6 +110,9 @@ type Counters struct {
 type TrafficStats struct {
 	Services map[ServiceKey]Counters
 	Backends map[ServiceKey]map[netip.AddrPort]Counters
+	// Verdicts counts every packet the data plane saw by what it did and why, e.g.
+	// "pass_not_vip", "drop_no_backend", "tx_dr".
+	Verdicts map[string]uint64
 }
 
 // StatsReader is implemented by data planes that count traffic (sluice list --stats, metrics).

@@ -2,6 +2,7 @@ package loader
 
 import (
 	"net/netip"
+	"strings"
 
 	"github.com/sluice-lb/sluice/director"
 )
@@ -17,6 +18,10 @@ func (l *Loader) TrafficStats() (director.TrafficStats, error) {
 	ts := director.TrafficStats{
 		Services: make(map[director.ServiceKey]director.Counters, len(st.Services)),
 		Backends: make(map[director.ServiceKey]map[netip.AddrPort]director.Counters, len(st.Backends)),
+		Verdicts: make(map[string]uint64, len(st.Reasons)),
+	}
+	for r, n := range st.Reasons {
+		ts.Verdicts[strings.ToLower(r.String())] = n
 	}
 	for k, c := range st.Services {
 		ts.Services[k] = director.Counters(c)

@@ -46,29 +46,7 @@ func statusMain(args []string, stdout, stderr io.Writer) int {
 		enc.Encode(st)
 		return 0
 	}
-	fmt.Fprintf(stdout, "sluice %s, config %s, data plane %s, up %s\n", st.Version, st.Config, st.Dataplane,
-		time.Since(st.Started).Round(time.Second))
-	if st.Applied.IsZero() {
-		fmt.Fprintln(stdout, "nothing applied yet")
-	} else {
-		fmt.Fprintf(stdout, "last applied %s ago\n", time.Since(st.Applied).Round(time.Second))
-	}
-	for _, s := range st.Services {
-		up := 0
-		for _, r := range s.RealServers {
-			if r.Healthy {
-				up++
-			}
-		}
-		fmt.Fprintf(stdout, "\n%s %s:%d %s: %d of %d real servers healthy\n", s.Protocol, s.VIP, s.Port, s.Scheduler, up, len(s.RealServers))
-		for _, r := range s.RealServers {
-			health := "healthy"
-			if !r.Healthy {
-				health = "DOWN"
-			}
-			fmt.Fprintf(stdout, "  %-28s %-7s weight %-6d %s\n", fmt.Sprintf("%s:%d", r.Address, r.Port), r.Forward, r.Weight, health)
-		}
-	}
+	control.WriteStatus(stdout, *st, time.Now())
 	return 0
 }
 

@@ -16,9 +16,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"log/syslog"
+	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -57,6 +58,9 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cmd := args[0]
+	if name, ok := strings.CutPrefix(cmd, "--signum="); ok {
+		return signum(name, stdout, stderr)
+	}
 	if len(cmd) > 0 && cmd[0] == '-' && cmd != "-h" && cmd != "--help" && cmd != "-help" {
 		cmd, args = "run", append([]string{"run"}, args...)
 	}
@@ -135,6 +139,9 @@ func run(args []string, stderr io.Writer) int {
 	test := fs.Bool("t", false, "check the configuration and exit (keepalived -t)")
 	dataplane := fs.String("dataplane", "xdp", "data plane: xdp (the only one so far)")
 	socket := fs.String("socket", control.SocketPath(control.Instance()), "control socket (root only)")
+	pidFile := fs.String("p", "", "write the daemon's pid to this file (keepalived: -p, --pid)")
+	logFormat := fs.String("log-format", "text", "log format: text or json")
+	metricsAddr := fs.String("metrics-listen", "", "serve Prometheus metrics on this address, e.g. 127.0.0.1:9723 (off by default)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -150,7 +157,11 @@ func run(args []string, stderr io.Writer) int {
 		return 2
 	}
 
-	log := newLogger(*console, *debug, stderr)
+	log, err := newLogger(*console, *debug, *logFormat, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "sluice run:", err)
+		return 2
+	}
 	cfg, err := loadConfig(*file, log)
 	if err != nil {
 		printConfigError(stderr, err)
@@ -159,6 +170,14 @@ func run(args []string, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	if *pidFile != "" {
+		remove, err := writePidFile(*pidFile)
+		if err != nil {
+			log.Error("start", "err", err)
+			return 1
+		}
+		defer remove()
+	}
 
 	dp, err := loader.New(loader.Options{Logger: log})
 	if err != nil {
@@ -173,7 +192,7 @@ func run(args []string, stderr io.Writer) int {
 
 	reload := make(chan *config.Config)
 	reloadFile := func(ctx context.Context) error { return reloadConfig(ctx, *file, log, reload) }
-	go watchReload(ctx, log, reloadFile)
+	watchReload(ctx, reloadFile)
 
 	state := control.NewState(control.Status{Version: version, Config: *file, Started: time.Now(), Dataplane: *dataplane},
 		dp, reloadFile)
@@ -187,6 +206,20 @@ func run(args []string, stderr io.Writer) int {
 			log.Error("control API stopped", "err", err)
 		}
 	}()
+	watchDumps(ctx, log, control.Instance(), state.Status)
+	if *metricsAddr != "" {
+		ln, err := net.Listen("tcp", *metricsAddr)
+		if err != nil {
+			log.Error("start metrics", "err", err)
+			return 1
+		}
+		go func() {
+			if err := control.ServeMetrics(ctx, ln, state.Status, log); err != nil {
+				log.Error("metrics stopped", "err", err)
+			}
+		}()
+		log.Info("serving metrics", "addr", ln.Addr().String())
+	}
 
 	log.Info("sluice starting", "version", version, "config", *file, "control", srv.Path())
 	err = director.Run(ctx, director.Options{Config: cfg, Dataplane: dp, Logger: log, Reload: reload, Applied: state.Applied})
@@ -198,19 +231,22 @@ func run(args []string, stderr io.Writer) int {
 	return 0
 }
 
-// watchReload reloads on SIGHUP.
-func watchReload(ctx context.Context, log *slog.Logger, reload func(context.Context) error) {
+// watchReload reloads on SIGHUP. It registers for the signal before it returns (its default
+// action would kill the daemon) and serves it until ctx is done.
+func watchReload(ctx context.Context, reload func(context.Context) error) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-hup:
+	go func() {
+		defer signal.Stop(hup)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				reload(ctx)
+			}
 		}
-		reload(ctx)
-	}
+	}()
 }
 
 // reloadConfig re-reads the configuration and hands it to the director. A file that does not
@@ -227,19 +263,4 @@ func reloadConfig(ctx context.Context, path string, log *slog.Logger, out chan<-
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-}
-
-// newLogger logs to stderr with -l, else to syslog like keepalived (stderr if syslog is absent).
-func newLogger(console, debug bool, stderr io.Writer) *slog.Logger {
-	level := slog.LevelInfo
-	if debug {
-		level = slog.LevelDebug
-	}
-	var w io.Writer = stderr
-	if !console {
-		if sw, err := syslog.New(syslog.LOG_DAEMON|syslog.LOG_INFO, "sluice"); err == nil {
-			w = sw
-		}
-	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
 }

@@ -4,7 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -186,5 +189,91 @@ func TestControlSocketIsRootOnly(t *testing.T) {
 	}
 	if got := strings.Fields(string(b)); len(got) != 4 || got[0] != "600" || got[1] != "root" || got[2] != "700" || got[3] != "root" {
 		t.Errorf("control socket and directory modes: %q, want 600 root and 700 root", b)
+	}
+}
+
+func TestDumpsOnSignals(t *testing.T) {
+	d := startSluice(t)
+	instance := d.lab.Director.Name // the daemon names its files after its namespace
+	for _, tc := range []struct {
+		kind string
+		want string
+	}{
+		{control.DumpData, "3 of 3 real servers healthy"},
+		{control.DumpStats, "Prot LocalAddress:Port               Conns   InPkts"},
+		{control.DumpJSON, `"real_servers"`},
+	} {
+		t.Run(tc.kind, func(t *testing.T) {
+			path := filepath.Join(control.DefaultDir, instance+"."+tc.kind)
+			os.Remove(path)
+			t.Cleanup(func() { os.Remove(path) })
+			if err := d.proc.Cmd.Process.Signal(control.DumpSignals[tc.kind]); err != nil {
+				t.Fatal(err)
+			}
+			var b []byte
+			for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+				if b, _ = os.ReadFile(path); len(b) > 0 {
+					break
+				}
+			}
+			if !strings.Contains(string(b), tc.want) {
+				t.Fatalf("%s after %v: %q, want it to contain %q", path, control.DumpSignals[tc.kind], b, tc.want)
+			}
+			if fi, err := os.Lstat(path); err != nil || fi.Mode().Perm() != 0o600 {
+				t.Errorf("%s: mode %v (%v), want 0600", path, fi.Mode(), err)
+			}
+		})
+	}
+}
+
+func TestMetricsScrape(t *testing.T) {
+	// The listener is on the director namespace's own loopback: nothing outside the test sees it.
+	const addr = "127.0.0.1:9723"
+	d := startSluice(t, "--metrics-listen", addr)
+	const n = 20
+	if tally := d.lab.Run(context.Background(), n); len(tally.Failed) > 0 {
+		t.Fatalf("%d connections failed", len(tally.Failed))
+	}
+	resp, err := d.lab.Director.HTTPClient(5 * time.Second).Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain; version=0.0.4") {
+		t.Errorf("Content-Type %q", ct)
+	}
+	values := map[string]float64{}
+	for _, line := range strings.Split(string(body), "\n") {
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		name, v, ok := strings.Cut(line, " ")
+		f, err := strconv.ParseFloat(v, 64)
+		if !ok || err != nil {
+			t.Fatalf("malformed sample line %q", line)
+		}
+		values[name] = f
+	}
+	svc := fmt.Sprintf(`{protocol="TCP",vip="%s",port="%d"}`, lab.VIP, lab.Port)
+	if got := values["sluice_service_new_flows_total"+svc]; got < n {
+		t.Errorf("sluice_service_new_flows_total = %v after %d connections", got, n)
+	}
+	var rsFlows float64
+	for _, rs := range d.lab.RealServers {
+		l := fmt.Sprintf(`{protocol="TCP",vip="%s",port="%d",real_server="%s",real_port="%d"}`, lab.VIP, lab.Port, rs.Addr, lab.Port)
+		if values["sluice_real_server_healthy"+l] != 1 {
+			t.Errorf("%s not reported healthy", rs.Addr)
+		}
+		rsFlows += values["sluice_real_server_new_flows_total"+l]
+	}
+	if rsFlows != values["sluice_service_new_flows_total"+svc] {
+		t.Errorf("real servers' new flows add up to %v, the service's are %v", rsFlows, values["sluice_service_new_flows_total"+svc])
+	}
+	if values[`sluice_dataplane_packets_total{reason="tx_dr"}`] < 3*n {
+		t.Errorf("tx_dr packets %v after %d connections:\n%s", values[`sluice_dataplane_packets_total{reason="tx_dr"}`], n, body)
 	}
 }

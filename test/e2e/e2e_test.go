@@ -70,7 +70,7 @@ type daemon struct {
 // startSluice builds a lab with three real servers, starts sluice on it and waits until every
 // real server answers through the VIP. Cleanup stops sluice with SIGTERM and fails the test
 // unless it exits with status 0 and leaves no XDP program behind.
-func startSluice(t *testing.T) *daemon {
+func startSluice(t *testing.T, extra ...string) *daemon {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("e2e: skipped in -short mode")
@@ -94,7 +94,7 @@ func startSluice(t *testing.T) *daemon {
 			t.Log("sluice: " + line)
 		}
 	}}}
-	d.proc, err = l.StartSluice(sluiceBin, conf, d.log)
+	d.proc, err = l.StartSluice(sluiceBin, conf, d.log, extra...)
 	if err != nil {
 		t.Fatal(err)
 	}

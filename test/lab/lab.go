@@ -237,10 +237,10 @@ func secs(d time.Duration) int {
 	return max(s, 1)
 }
 
-// StartSluice starts `sluice run -f conf -n -l` in the director namespace with its output to
-// log. The Env stops it at Close if the caller has not.
-func (l *Lab) StartSluice(bin, conf string, log io.Writer) (*netns.Proc, error) {
-	cmd := l.Director.Command(bin, "run", "-f", conf, "-n", "-l")
+// StartSluice starts `sluice run -f conf -n -l [extra...]` in the director namespace with its
+// output to log. The Env stops it at Close if the caller has not.
+func (l *Lab) StartSluice(bin, conf string, log io.Writer, extra ...string) (*netns.Proc, error) {
+	cmd := l.Director.Command(bin, append([]string{"run", "-f", conf, "-n", "-l"}, extra...)...)
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.WaitDelay = 5 * time.Second // never hang on a pipe a stray child holds open
 	return l.Env.Start(cmd)

@@ -1,0 +1,160 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"log/syslog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/sluice-lb/sluice/control"
+)
+
+// newLogger logs to stderr with -l (console), else to syslog like keepalived, with each record's
+// level mapped to a syslog priority; stderr when syslog is absent. format is "text" or "json".
+func newLogger(console, debug bool, format string, stderr io.Writer) (*slog.Logger, error) {
+	opts := &slog.HandlerOptions{Level: slog.LevelInfo}
+	if debug {
+		opts.Level = slog.LevelDebug
+	}
+	var mk func(io.Writer) slog.Handler
+	switch format {
+	case "text":
+		mk = func(w io.Writer) slog.Handler { return slog.NewTextHandler(w, opts) }
+	case "json":
+		mk = func(w io.Writer) slog.Handler { return slog.NewJSONHandler(w, opts) }
+	default:
+		return nil, fmt.Errorf("--log-format %q: want text or json", format)
+	}
+	if !console {
+		if sw, err := syslog.New(syslog.LOG_DAEMON|syslog.LOG_INFO, "sluice"); err == nil {
+			return slog.New(&syslogHandler{w: sw, mk: mk, opts: opts}), nil
+		}
+	}
+	return slog.New(mk(stderr)), nil
+}
+
+// syslogHandler formats a record with the text or JSON handler and sends it to syslog at the
+// priority of its level, so syslog filters (err, warning, ...) work as with keepalived.
+type syslogHandler struct {
+	w     *syslog.Writer
+	mk    func(io.Writer) slog.Handler
+	opts  *slog.HandlerOptions
+	attrs []slog.Attr
+	group string
+}
+
+func (h *syslogHandler) Enabled(_ context.Context, l slog.Level) bool {
+	return l >= h.opts.Level.Level()
+}
+
+func (h *syslogHandler) Handle(ctx context.Context, r slog.Record) error {
+	var b bytes.Buffer
+	inner := h.mk(&b).WithAttrs(h.attrs)
+	if h.group != "" {
+		inner = inner.WithGroup(h.group)
+	}
+	if err := inner.Handle(ctx, r); err != nil {
+		return err
+	}
+	msg := string(bytes.TrimRight(b.Bytes(), "\n"))
+	switch {
+	case r.Level >= slog.LevelError:
+		return h.w.Err(msg)
+	case r.Level >= slog.LevelWarn:
+		return h.w.Warning(msg)
+	case r.Level >= slog.LevelInfo:
+		return h.w.Info(msg)
+	}
+	return h.w.Debug(msg)
+}
+
+func (h *syslogHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	c := *h
+	c.attrs = append(append([]slog.Attr(nil), h.attrs...), as...)
+	return &c
+}
+
+func (h *syslogHandler) WithGroup(name string) slog.Handler {
+	c := *h
+	if c.group != "" {
+		name = c.group + "." + name
+	}
+	c.group = name
+	return &c
+}
+
+// writePidFile writes the pid to path through a temporary file renamed into place (a symlink
+// at path is replaced, not followed), and returns a function removing it.
+func writePidFile(path string) (func(), error) {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, ".sluice-pid-*")
+	if err != nil {
+		return nil, fmt.Errorf("write pid file: %w", err)
+	}
+	defer os.Remove(f.Name())
+	_, werr := f.WriteString(strconv.Itoa(os.Getpid()) + "\n")
+	cerr := f.Close()
+	if err := errors.Join(werr, cerr, os.Chmod(f.Name(), 0o644)); err != nil {
+		return nil, fmt.Errorf("write pid file: %w", err)
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return nil, fmt.Errorf("write pid file: %w", err)
+	}
+	var once sync.Once
+	return func() { once.Do(func() { os.Remove(path) }) }, nil
+}
+
+// watchDumps writes keepalived-style dumps under control.DefaultDir when asked by signal. It
+// registers for the signals before it returns (their default action would kill the daemon) and
+// serves them until ctx is done.
+func watchDumps(ctx context.Context, log *slog.Logger, instance string, status func() control.Status) {
+	sigs := make(chan os.Signal, 4)
+	kinds := map[os.Signal]string{}
+	for kind, sig := range control.DumpSignals {
+		kinds[sig] = kind
+		signal.Notify(sigs, sig)
+	}
+	go func() {
+		defer signal.Stop(sigs)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case sig := <-sigs:
+				path, err := control.Dump(control.DefaultDir, instance, kinds[sig], status(), time.Now())
+				if err != nil {
+					log.Error("dump failed", "signal", sig, "err", err)
+					continue
+				}
+				log.Info("dump written", "signal", sig, "file", path)
+			}
+		}
+	}()
+}
+
+// signum prints the signal number that asks the daemon for name, as `keepalived --signum` does,
+// so scripts like `kill -s $(sluice --signum=DATA) PID` keep working.
+func signum(name string, stdout, stderr io.Writer) int {
+	sigs := map[string]os.Signal{"STOP": syscall.SIGTERM, "RELOAD": syscall.SIGHUP}
+	for kind, sig := range control.DumpSignals {
+		sigs[strings.ToUpper(kind)] = sig
+	}
+	sig, ok := sigs[strings.ToUpper(name)]
+	if !ok {
+		fmt.Fprintf(stderr, "sluice: unknown signal function %q (STOP, RELOAD, DATA, STATS, JSON)\n", name)
+		return 1
+	}
+	fmt.Fprintln(stdout, int(sig.(syscall.Signal)))
+	return 0
+}

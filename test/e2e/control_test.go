@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -275,5 +276,61 @@ func TestMetricsScrape(t *testing.T) {
 	}
 	if values[`sluice_dataplane_packets_total{reason="tx_dr"}`] < 3*n {
 		t.Errorf("tx_dr packets %v after %d connections:\n%s", values[`sluice_dataplane_packets_total{reason="tx_dr"}`], n, body)
+	}
+}
+
+// TestRunsWithUnitCapabilities runs the daemon with only the capabilities dist/sluice.service
+// grants, read from the unit file so the two cannot drift apart, and checks it forwards, checks
+// health and serves its control socket.
+func TestRunsWithUnitCapabilities(t *testing.T) {
+	unit, err := os.ReadFile("../../dist/sluice.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var caps []string
+	for _, line := range strings.Split(string(unit), "\n") {
+		if v, ok := strings.CutPrefix(line, "CapabilityBoundingSet="); ok {
+			for _, c := range strings.Fields(v) {
+				caps = append(caps, "+"+strings.ToLower(strings.TrimPrefix(c, "CAP_")))
+			}
+		}
+	}
+	if len(caps) == 0 {
+		t.Fatal("dist/sluice.service has no CapabilityBoundingSet")
+	}
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		t.Fatalf("setpriv (util-linux) not found: %v", err)
+	}
+	wrapper := filepath.Join(t.TempDir(), "sluice-capped")
+	script := fmt.Sprintf("#!/bin/sh\nexec %s --bounding-set=-all,%s --inh-caps=-all -- %s \"$@\"\n",
+		setpriv, strings.Join(caps, ","), sluiceBin)
+	if err := os.WriteFile(wrapper, []byte(script), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	saved := sluiceBin
+	sluiceBin = wrapper
+	d := startSluice(t)
+	sluiceBin = saved
+
+	if tally := d.lab.Run(context.Background(), 60); len(tally.Failed) > 0 {
+		t.Errorf("%d of 60 connections failed with the unit's capabilities", len(tally.Failed))
+	}
+	if out, errOut, code := d.cli(t, "list", "-n"); code != 0 || out != listLines(d.lab.RealServers...) {
+		t.Errorf("sluice list: exit %d %s\n%s", code, errOut, out)
+	}
+	// The daemon's own capability sets: nothing beyond the unit's.
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", d.proc.Cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, "CapBnd:"); ok {
+			bnd, _ := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			const want = 1<<12 | 1<<13 | 1<<38 | 1<<39 // NET_ADMIN NET_RAW PERFMON BPF
+			if bnd != want {
+				t.Errorf("daemon's bounding set %#x, want %#x", bnd, uint64(want))
+			}
+		}
 	}
 }

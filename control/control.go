@@ -6,6 +6,8 @@ package control
 
 import (
 	"fmt"
+
+	"github.com/sluice-lb/sluice/director"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -26,17 +28,21 @@ const (
 const (
 	CmdStatus = "status"
 	CmdReload = "reload"
+	CmdPlan   = "plan"
 )
 
 // Request is one call.
 type Request struct {
 	Command string `json:"command"`
+	// File is the configuration a plan compares with the running one (an absolute path).
+	File string `json:"file,omitempty"`
 }
 
 // Response answers a Request; Error is set when the call failed.
 type Response struct {
-	Error  string  `json:"error,omitempty"`
-	Status *Status `json:"status,omitempty"`
+	Error  string            `json:"error,omitempty"`
+	Status *Status           `json:"status,omitempty"`
+	Plan   []director.Change `json:"plan,omitempty"`
 }
 
 // Status is the daemon's state as `sluice status` and `sluice list` show it.

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/sluice-lb/sluice/director"
 	"golang.org/x/sys/unix"
 )
 
@@ -26,6 +27,9 @@ type fakeHandler struct {
 
 func (h *fakeHandler) Status() Status               { return h.st }
 func (h *fakeHandler) Reload(context.Context) error { h.reloads++; return h.reloadErr }
+func (h *fakeHandler) Plan(file string) ([]director.Change, error) {
+	return []director.Change{{Op: "+", Service: "TCP 10.0.0.1:80", Detail: file}}, nil
+}
 
 func requireRoot(t *testing.T) {
 	t.Helper()

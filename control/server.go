@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/sluice-lb/sluice/director"
 )
 
 // Handler answers the calls the server accepts.
@@ -22,6 +24,8 @@ type Handler interface {
 	Status() Status
 	// Reload re-reads the configuration; it returns the reason when the file is refused.
 	Reload(ctx context.Context) error
+	// Plan says what a reload to the configuration in file would change.
+	Plan(file string) ([]director.Change, error)
 }
 
 // Server serves the control API on a unix socket.
@@ -155,6 +159,13 @@ func (s *Server) serveConn(ctx context.Context, c *net.UnixConn, h Handler) {
 			return
 		}
 		writeResponse(c, Response{})
+	case CmdPlan:
+		changes, err := h.Plan(req.File)
+		if err != nil {
+			writeResponse(c, Response{Error: err.Error()})
+			return
+		}
+		writeResponse(c, Response{Plan: changes})
 	default:
 		writeResponse(c, Response{Error: fmt.Sprintf("unknown command %q", req.Command)})
 	}

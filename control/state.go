@@ -2,10 +2,14 @@ package control
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/netip"
+	"path/filepath"
 	"sync"
 	"time"
 
+	"github.com/sluice-lb/sluice/config"
 	"github.com/sluice-lb/sluice/director"
 )
 
@@ -19,11 +23,37 @@ type State struct {
 	applied time.Time
 	stats   director.StatsReader // nil when the data plane keeps no counters
 	reload  func(context.Context) error
+	cfg     *config.Config // the configuration running, for plans
 }
 
 // NewState returns a State describing a daemon; stats and reload may be nil.
 func NewState(meta Status, stats director.StatsReader, reload func(context.Context) error) *State {
 	return &State{meta: meta, stats: stats, reload: reload}
+}
+
+// SetConfig records the configuration the daemon runs; call it at start and after each reload.
+func (s *State) SetConfig(cfg *config.Config) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cfg = cfg
+}
+
+// Plan implements Handler: it parses file and compares it with the running configuration.
+func (s *State) Plan(file string) ([]director.Change, error) {
+	if !filepath.IsAbs(file) {
+		return nil, fmt.Errorf("plan: %q is not an absolute path", file)
+	}
+	next, err := config.ParseFile(file)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	cur := s.cfg
+	s.mu.Unlock()
+	if cur == nil {
+		return nil, errors.New("plan: the daemon has no configuration yet")
+	}
+	return director.Plan(cur, next), nil
 }
 
 // Applied records a snapshot the data plane accepted; pass it as director.Options.Applied.

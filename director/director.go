@@ -263,9 +263,13 @@ func targets(cfg *config.Config) []health.Target {
 }
 
 // snapshot builds the desired forwarding state from configuration and health.
-func (d *state) snapshot() Snapshot {
+func (d *state) snapshot() Snapshot { return snapshotOf(d.cfg, d.up) }
+
+// snapshotOf builds the forwarding state of cfg given health verdicts by target ID; a target
+// without a verdict counts as up.
+func snapshotOf(cfg *config.Config, up map[string]bool) Snapshot {
 	var s Snapshot
-	for _, vs := range d.cfg.VirtualServers {
+	for _, vs := range cfg.VirtualServers {
 		svc := Service{
 			Key:       ServiceKey{VIP: vs.Addr, Port: vs.Port, Proto: protocolOf(vs)},
 			Scheduler: vs.LBAlgo,
@@ -278,7 +282,7 @@ func (d *state) snapshot() Snapshot {
 				Method: methodOf(cmp.Or(rs.LBKind, vs.LBKind)),
 				Up:     true,
 			}
-			if up, ok := d.up[TargetID(vs, rs)]; ok && !up {
+			if ok, known := up[TargetID(vs, rs)]; known && !ok {
 				if rs.InhibitOnFailure {
 					b.Weight = 0 // keepalived keeps the server with weight 0: existing flows continue
 				} else {

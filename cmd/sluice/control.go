@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"path/filepath"
 	"time"
 
 	"github.com/sluice-lb/sluice/control"
@@ -73,6 +74,45 @@ func listMain(args []string, stdout, stderr io.Writer) int {
 		opts.Names = control.Names(context.Background())
 	}
 	control.WriteList(stdout, *resp.Status, opts)
+	return 0
+}
+
+func planMain(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("plan", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	socket := socketFlag(fs)
+	file := fs.String("f", "", "the configuration to compare with the running one")
+	asJSON := fs.Bool("json", false, "print the changes as JSON")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *file == "" {
+		fmt.Fprintln(stderr, "sluice plan: -f FILE is required")
+		return 2
+	}
+	abs, err := filepath.Abs(*file)
+	if err != nil {
+		fmt.Fprintln(stderr, "sluice plan:", err)
+		return 2
+	}
+	resp, ok := callDaemon(*socket, control.Request{Command: control.CmdPlan, File: abs}, stderr)
+	if !ok {
+		return 1
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		enc.Encode(resp.Plan)
+		return 0
+	}
+	if len(resp.Plan) == 0 {
+		fmt.Fprintf(stdout, "reloading %s would change nothing\n", abs)
+		return 0
+	}
+	fmt.Fprintf(stdout, "reloading %s would make %d changes:\n", abs, len(resp.Plan))
+	for _, c := range resp.Plan {
+		fmt.Fprintln(stdout, " ", c)
+	}
 	return 0
 }
 

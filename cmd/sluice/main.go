@@ -40,6 +40,7 @@ commands:
   status   show the running daemon's services and real servers' health
   list     list services like ipvsadm -L (-n numeric, --stats counters)
   reload   make the running daemon re-read its configuration (like SIGHUP)
+  plan     show what reloading a configuration file would change (-f FILE)
   version  print the version
 
 A leading flag means "run", so "sluice -f FILE -n -l" works as "keepalived -f FILE -n -l" does.
@@ -75,6 +76,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		return listMain(args[1:], stdout, stderr)
 	case "reload":
 		return reloadMain(args[1:], stdout, stderr)
+	case "plan":
+		return planMain(args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "sluice", version)
 		return 0
@@ -191,11 +194,19 @@ func run(args []string, stderr io.Writer) int {
 	}()
 
 	reload := make(chan *config.Config)
-	reloadFile := func(ctx context.Context) error { return reloadConfig(ctx, *file, log, reload) }
+	var state *control.State
+	reloadFile := func(ctx context.Context) error {
+		cfg, err := reloadConfig(ctx, *file, log, reload)
+		if err == nil {
+			state.SetConfig(cfg)
+		}
+		return err
+	}
 	watchReload(ctx, reloadFile)
 
-	state := control.NewState(control.Status{Version: version, Config: *file, Started: time.Now(), Dataplane: *dataplane},
+	state = control.NewState(control.Status{Version: version, Config: *file, Started: time.Now(), Dataplane: *dataplane},
 		dp, reloadFile)
+	state.SetConfig(cfg)
 	srv, err := control.Listen(*socket, log)
 	if err != nil {
 		log.Error("start control API", "err", err)
@@ -251,16 +262,16 @@ func watchReload(ctx context.Context, reload func(context.Context) error) {
 
 // reloadConfig re-reads the configuration and hands it to the director. A file that does not
 // parse is reported (to the log and to the caller) and the running configuration stays.
-func reloadConfig(ctx context.Context, path string, log *slog.Logger, out chan<- *config.Config) error {
+func reloadConfig(ctx context.Context, path string, log *slog.Logger, out chan<- *config.Config) (*config.Config, error) {
 	cfg, err := loadConfig(path, log)
 	if err != nil {
 		log.Error("reload refused: the running configuration stays", "file", path, "err", err)
-		return fmt.Errorf("reload refused, the running configuration stays: %w", err)
+		return nil, fmt.Errorf("reload refused, the running configuration stays: %w", err)
 	}
 	select {
 	case out <- cfg:
-		return nil
+		return cfg, nil
 	case <-ctx.Done():
-		return ctx.Err()
+		return nil, ctx.Err()
 	}
 }

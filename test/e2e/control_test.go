@@ -129,6 +129,29 @@ func TestControlCLI(t *testing.T) {
 		}
 	})
 
+	t.Run("plan", func(t *testing.T) {
+		two := *d.lab
+		two.RealServers = rs[:2]
+		next := strings.Replace(two.KeepalivedConf(lab.DelayLoop, lab.ConnectTimeout), "weight 1", "weight 4", 1)
+		path := filepath.Join(t.TempDir(), "next.conf")
+		if err := os.WriteFile(path, []byte(next), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out, errOut, code := d.cli(t, "plan", "-f", path)
+		if code != 0 {
+			t.Fatalf("sluice plan: exit %d: %s", code, errOut)
+		}
+		svc := fmt.Sprintf("TCP %s:%d", lab.VIP, lab.Port)
+		want := fmt.Sprintf("reloading %s would make 2 changes:\n  ~ %s -> %s:%d: weight 1 -> 4\n  - %s -> %s:%d\n",
+			path, svc, rs[0].Addr, lab.Port, svc, rs[2].Addr, lab.Port)
+		if out != want {
+			t.Errorf("sluice plan:\n%s\nwant:\n%s", out, want)
+		}
+		if out, _, _ := d.cli(t, "plan", "-f", d.conf); !strings.Contains(out, "would change nothing") {
+			t.Errorf("plan against the running file: %s", out)
+		}
+	})
+
 	t.Run("reload", func(t *testing.T) {
 		good, err := os.ReadFile(d.conf)
 		if err != nil {

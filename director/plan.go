@@ -1,0 +1,153 @@
+package director
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/sluice-lb/sluice/config"
+)
+
+// Change is one difference a reload from one configuration to another would make.
+type Change struct {
+	// Op is "+" (added), "-" (removed) or "~" (changed).
+	Op string `json:"op"`
+	// Service is the virtual service concerned, e.g. "TCP 10.0.0.100:80".
+	Service string `json:"service"`
+	// RealServer is the real server concerned, or empty for the service itself.
+	RealServer string `json:"real_server,omitempty"`
+	// Detail says what changes, e.g. "weight 1 -> 3".
+	Detail string `json:"detail,omitempty"`
+}
+
+func (c Change) String() string {
+	s := c.Op + " " + c.Service
+	if c.RealServer != "" {
+		s += " -> " + c.RealServer
+	}
+	if c.Detail != "" {
+		s += ": " + c.Detail
+	}
+	return s
+}
+
+// Plan lists what reloading from old to next would change in virtual services, real servers
+// and their health checks, in a stable order. Health state does not enter: a reload keeps the
+// verdicts of real servers that stay, and new ones start as keepalived starts them.
+func Plan(old, next *config.Config) []Change {
+	var out []Change
+	oldSnap, newSnap := snapshotOf(old, nil), snapshotOf(next, nil)
+	oldChecks, newChecks := checksByTarget(old), checksByTarget(next)
+
+	olds := map[ServiceKey]Service{}
+	for _, s := range oldSnap.Services {
+		olds[s.Key] = s
+	}
+	news := map[ServiceKey]Service{}
+	for _, s := range newSnap.Services {
+		news[s.Key] = s
+	}
+	var keys []ServiceKey
+	for k := range olds {
+		keys = append(keys, k)
+	}
+	for k := range news {
+		if _, ok := olds[k]; !ok {
+			keys = append(keys, k)
+		}
+	}
+	slices.SortFunc(keys, compareKeys)
+
+	for _, k := range keys {
+		o, inOld := olds[k]
+		n, inNew := news[k]
+		name := k.String()
+		switch {
+		case !inOld:
+			out = append(out, Change{Op: "+", Service: name, Detail: fmt.Sprintf("%s, %d real servers", n.Scheduler, len(n.Backends))})
+			continue
+		case !inNew:
+			out = append(out, Change{Op: "-", Service: name, Detail: fmt.Sprintf("%d real servers", len(o.Backends))})
+			continue
+		}
+		if o.Scheduler != n.Scheduler {
+			out = append(out, Change{Op: "~", Service: name, Detail: fmt.Sprintf("lb_algo %s -> %s", o.Scheduler, n.Scheduler)})
+		}
+		out = append(out, planBackends(name, o, n, oldChecks, newChecks)...)
+	}
+	return out
+}
+
+func planBackends(name string, o, n Service, oldChecks, newChecks map[string][]string) []Change {
+	var out []Change
+	ob := map[netip.AddrPort]Backend{}
+	for _, b := range o.Backends {
+		ob[netip.AddrPortFrom(b.Addr, b.Port)] = b
+	}
+	nb := map[netip.AddrPort]Backend{}
+	for _, b := range n.Backends {
+		nb[netip.AddrPortFrom(b.Addr, b.Port)] = b
+	}
+	var aps []netip.AddrPort
+	for ap := range ob {
+		aps = append(aps, ap)
+	}
+	for ap := range nb {
+		if _, ok := ob[ap]; !ok {
+			aps = append(aps, ap)
+		}
+	}
+	slices.SortFunc(aps, func(a, b netip.AddrPort) int { return a.Compare(b) })
+	for _, ap := range aps {
+		ob, inOld := ob[ap]
+		nb, inNew := nb[ap]
+		id := name + " -> " + ap.String()
+		switch {
+		case !inOld:
+			out = append(out, Change{Op: "+", Service: name, RealServer: ap.String(),
+				Detail: fmt.Sprintf("weight %d, %s, %s", nb.Weight, nb.Method, checksText(newChecks[id]))})
+			continue
+		case !inNew:
+			out = append(out, Change{Op: "-", Service: name, RealServer: ap.String()})
+			continue
+		}
+		var d []string
+		if ob.Weight != nb.Weight {
+			d = append(d, fmt.Sprintf("weight %d -> %d", ob.Weight, nb.Weight))
+		}
+		if ob.Method != nb.Method {
+			d = append(d, fmt.Sprintf("lb_kind %s -> %s", ob.Method, nb.Method))
+		}
+		if oc, nc := checksText(oldChecks[id]), checksText(newChecks[id]); oc != nc {
+			d = append(d, fmt.Sprintf("checks %s -> %s", oc, nc))
+		}
+		if len(d) > 0 {
+			out = append(out, Change{Op: "~", Service: name, RealServer: ap.String(), Detail: strings.Join(d, ", ")})
+		}
+	}
+	return out
+}
+
+// checksByTarget describes each real server's health checks, with their timing, by target ID.
+func checksByTarget(cfg *config.Config) map[string][]string {
+	m := map[string][]string{}
+	for _, t := range targets(cfg) {
+		var cs []string
+		for _, c := range t.Checkers {
+			cs = append(cs, c.String())
+		}
+		if len(cs) > 0 {
+			cs = append(cs, fmt.Sprintf("every %v, retry %d after %v", t.Interval, t.Retry, t.DelayBeforeRetry))
+		}
+		m[t.ID] = cs
+	}
+	return m
+}
+
+func checksText(cs []string) string {
+	if len(cs) == 0 {
+		return "no health check"
+	}
+	return strings.Join(cs, "; ")
+}

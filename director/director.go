@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/netip"
 	"slices"
 	"time"
@@ -68,7 +69,7 @@ func Run(ctx context.Context, opts Options) error {
 	defer cancel()
 	go hr.Run(ctx)
 
-	d := &state{log: log, cfg: opts.Config, up: map[string]bool{}}
+	d := &state{log: log, cfg: opts.Config, up: map[string]verdict{}}
 	d.warnUnserved()
 	if err := hr.Update(targets(d.cfg)); err != nil {
 		return fmt.Errorf("start health checks: %w", err)
@@ -127,7 +128,7 @@ type state struct {
 	log *slog.Logger
 	cfg *config.Config
 	// up holds the health verdict per target ID; a missing ID means the initial state.
-	up map[string]bool
+	up map[string]verdict
 	// unsupported is the last ErrUnsupported report, so it is logged once per change.
 	unsupported string
 }
@@ -151,21 +152,26 @@ func (d *state) apply(ctx context.Context, dp Dataplane, s Snapshot) error {
 }
 
 func (d *state) health(ev health.Event) {
-	if prev, ok := d.up[ev.ID]; ok && prev == ev.Up {
+	v := verdict{down: !ev.Up, weightDelta: ev.WeightDelta}
+	prev, known := d.up[ev.ID]
+	if known && prev == v {
 		return
 	}
-	d.up[ev.ID] = ev.Up
-	if ev.Up {
-		d.log.Info("real server up", "server", ev.ID)
-	} else {
+	d.up[ev.ID] = v
+	switch {
+	case !ev.Up:
 		d.log.Warn("real server down", "server", ev.ID, "err", ev.Err)
+	case known && !prev.down:
+		d.log.Info("real server weight changed", "server", ev.ID, "weight_delta", ev.WeightDelta)
+	default:
+		d.log.Info("real server up", "server", ev.ID, "weight_delta", ev.WeightDelta)
 	}
 }
 
 func (d *state) reload(cfg *config.Config) {
 	d.cfg = cfg
 	// Keep verdicts of targets that still exist; forget the rest.
-	keep := map[string]bool{}
+	keep := map[string]verdict{}
 	for _, t := range targets(cfg) {
 		if v, ok := d.up[t.ID]; ok {
 			keep[t.ID] = v
@@ -265,9 +271,17 @@ func targets(cfg *config.Config) []health.Target {
 // snapshot builds the desired forwarding state from configuration and health.
 func (d *state) snapshot() Snapshot { return snapshotOf(d.cfg, d.up) }
 
+// verdict is what health checks last said of a real server. The zero value is "up, with the
+// configured weight", which is also what a real server without a verdict gets.
+type verdict struct {
+	down bool
+	// weightDelta is added to the configured weight (keepalived's misc_dynamic, FILE_CHECK).
+	weightDelta int
+}
+
 // snapshotOf builds the forwarding state of cfg given health verdicts by target ID; a target
 // without a verdict counts as up.
-func snapshotOf(cfg *config.Config, up map[string]bool) Snapshot {
+func snapshotOf(cfg *config.Config, up map[string]verdict) Snapshot {
 	var s Snapshot
 	for _, vs := range cfg.VirtualServers {
 		svc := Service{
@@ -282,7 +296,11 @@ func snapshotOf(cfg *config.Config, up map[string]bool) Snapshot {
 				Method: methodOf(cmp.Or(rs.LBKind, vs.LBKind)),
 				Up:     true,
 			}
-			if ok, known := up[TargetID(vs, rs)]; known && !ok {
+			v := up[TargetID(vs, rs)]
+			// A dynamic weight (misc_dynamic, FILE_CHECK) stays within IPVS's range; at 0 or
+			// below the server is drained, as keepalived does.
+			b.Weight = min(max(rs.Weight+v.weightDelta, 0), math.MaxInt32)
+			if v.down {
 				if rs.InhibitOnFailure {
 					b.Weight = 0 // keepalived keeps the server with weight 0: existing flows continue
 				} else {

@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/sluice-lb/sluice/config"
+	"github.com/sluice-lb/sluice/health"
 )
 
 // listen opens a TCP listener on loopback that accepts and closes connections, so TCP_CHECK
@@ -103,7 +105,7 @@ func TestSnapshotFromConfig(t *testing.T) {
 			}},
 		{Addr: netip.MustParseAddr("192.0.2.10"), Port: 53, Protocol: config.UDP, LBAlgo: "rr", LBKind: config.NAT},
 	}}
-	d := &state{cfg: cfg, up: map[string]bool{}}
+	d := &state{cfg: cfg, up: map[string]verdict{}}
 	want := Snapshot{Services: []Service{
 		{Key: ServiceKey{VIP: netip.MustParseAddr("192.0.2.10"), Port: 53, Proto: UDP}, Scheduler: "rr"},
 		{Key: ServiceKey{VIP: netip.MustParseAddr("192.0.2.20"), Port: 443, Proto: TCP}, Scheduler: "mh",
@@ -210,4 +212,48 @@ func TestUnsupportedIsServedAroundButOtherErrorsAreNot(t *testing.T) {
 			}
 		})
 	}
+}
+
+// weightChecker passes with the weight delta it is told to report, like a misc_dynamic script.
+type weightChecker struct{ delta *atomic.Int64 }
+
+func (c weightChecker) Check(ctx context.Context) error { _, err := c.CheckWeight(ctx); return err }
+func (c weightChecker) CheckWeight(context.Context) (int, error) {
+	return int(c.delta.Load()), nil
+}
+func (c weightChecker) String() string { return "MISC_CHECK test" }
+
+func TestDynamicWeight(t *testing.T) {
+	_, rs1 := listen(t)
+	cfg := testConfig(rs1)
+	cfg.VirtualServers[0].RealServers[0].Weight = 10
+	var delta atomic.Int64
+	delta.Store(5)
+	rec := newRecorder()
+	// The real scheduler runs a checker that reports a weight, as MISC_CHECK with misc_dynamic
+	// does; the config mapping for MISC_CHECK is tested with the config package.
+	newHealth := func(events chan<- health.Event) HealthRunner {
+		return &withChecker{Scheduler: health.NewScheduler(events), c: weightChecker{&delta}}
+	}
+	startDirector(t, Options{Config: cfg, Dataplane: rec, Refresh: time.Hour, NewHealth: newHealth})
+	weight := func(s Snapshot) int { return s.Services[0].Backends[0].Weight }
+	waitFor(t, rec, "weight 15", func(s Snapshot) bool { return weight(s) == 15 })
+	delta.Store(-20)
+	s := waitFor(t, rec, "weight clamped to 0", func(s Snapshot) bool { return weight(s) == 0 })
+	if !s.Services[0].Backends[0].Up {
+		t.Error("a real server at dynamic weight 0 should be drained, not removed")
+	}
+}
+
+// withChecker swaps every target's checkers for c.
+type withChecker struct {
+	*health.Scheduler
+	c health.Checker
+}
+
+func (w *withChecker) Update(ts []health.Target) error {
+	for i := range ts {
+		ts[i].Checkers = []health.Checker{w.c}
+	}
+	return w.Scheduler.Update(ts)
 }

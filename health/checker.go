@@ -31,13 +31,31 @@ type Target struct {
 	DelayBeforeRetry time.Duration
 	// InitiallyUp is the state assumed before the first check (keepalived: up unless alpha).
 	InitiallyUp bool
+	// Warmup is warmup: the first round starts at an offset within it rather than within
+	// Interval (zero: within Interval).
+	Warmup time.Duration
 }
 
-// Event reports that a target changed state.
+// Event reports that a target changed state: it went up or down, or, while up, its weight
+// delta changed.
 type Event struct {
 	ID  string
 	Up  bool
 	Err error // the last failure when Up is false
+	// WeightDelta is to be added to the target's configured weight: the sum of what its
+	// WeightCheckers reported in their last passing probes (keepalived's misc_dynamic and
+	// FILE_CHECK). It is zero for a target without WeightCheckers, so a consumer that ignores
+	// it keeps the configured weight. The consumer clamps the sum to its valid range.
+	WeightDelta int
+}
+
+// WeightChecker is a Checker whose passing probes also report a weight delta for the target,
+// as keepalived's dynamic checkers do. The Scheduler calls CheckWeight instead of Check.
+type WeightChecker interface {
+	Checker
+	// CheckWeight performs one probe; when err is nil, delta is the checker's contribution
+	// to the target's WeightDelta until its next probe.
+	CheckWeight(ctx context.Context) (delta int, err error)
 }
 
 // DefaultTimeout bounds a check whose Checker does not say how long it may take; it is

@@ -139,6 +139,35 @@ func (f *fakeCheck) Check(ctx context.Context) error {
 func (f *fakeCheck) CheckTimeout() time.Duration { return f.timeout }
 func (f *fakeCheck) String() string              { return "FAKE " + f.name }
 
+// fake returns f, also for types that embed it.
+func (f *fakeCheck) fake() *fakeCheck { return f }
+
+// weightedFake is a fakeCheck that is a WeightChecker: its passing probes report the delta of
+// the last step at or before the probe's time.
+type weightedFake struct {
+	*fakeCheck
+	steps []weightStep
+}
+
+type weightStep struct {
+	from  time.Duration
+	delta int
+}
+
+func (w *weightedFake) CheckWeight(ctx context.Context) (int, error) {
+	at := w.clk.Now().Sub(w.origin)
+	if err := w.Check(ctx); err != nil {
+		return 0, err
+	}
+	d := 0
+	for _, s := range w.steps {
+		if at >= s.from {
+			d = s.delta
+		}
+	}
+	return d, nil
+}
+
 func (f *fakeCheck) probeTimes() []time.Duration {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -151,6 +180,8 @@ type timedEvent struct {
 	ID  string
 	Up  bool
 	Err string
+	// WeightDelta is the Event's WeightDelta.
+	WeightDelta int
 }
 
 // harness runs a Scheduler on a fake clock inside a synctest bubble, where synctest.Wait tells
@@ -198,7 +229,8 @@ func (h *harness) update(targets ...Target) {
 	h.t.Helper()
 	for _, tg := range targets {
 		for _, c := range tg.Checkers {
-			if f, ok := c.(*fakeCheck); ok && f.clk == nil {
+			if ff, ok := c.(interface{ fake() *fakeCheck }); ok && ff.fake().clk == nil {
+				f := ff.fake()
 				f.clk, f.stop = h.clk, h.stop
 				f.origin = h.clk.Now().Add(h.s.offset(tg.ID, tg.Interval))
 			}
@@ -231,7 +263,7 @@ func (h *harness) drain() {
 	for {
 		select {
 		case ev := <-h.events:
-			te := timedEvent{At: h.clk.Now().Sub(epoch), ID: ev.ID, Up: ev.Up}
+			te := timedEvent{At: h.clk.Now().Sub(epoch), ID: ev.ID, Up: ev.Up, WeightDelta: ev.WeightDelta}
 			if ev.Err != nil {
 				te.Err = ev.Err.Error()
 			}

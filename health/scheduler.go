@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
+	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -22,19 +25,28 @@ const hangGrace = time.Second
 //   - A target starts in its InitiallyUp state; each of its checkers starts in that state too.
 //   - A round runs the target's checkers one after the other. The next round starts Interval
 //     after a round ends, as keepalived re-arms delay_loop when a check completes. The first
-//     round starts at an offset within Interval derived from the target's ID and the seed, so
-//     that targets added together are not probed together.
+//     round starts at an offset within Interval (Warmup, if set) derived from the target's ID
+//     and the seed, so that targets added together are not probed together.
 //   - A failed probe of a checker that is up is retried up to Retry times, DelayBeforeRetry
 //     apart; the checker goes down when the last retry fails. A checker that is down is not
 //     retried, and goes up after one passing probe.
 //   - A target is up when all its checkers are up (always, if it has none). The Event of a
 //     target that goes down carries the error of the probe that took it down.
+//   - A WeightChecker's passing probe sets its weight delta; a target's WeightDelta is the
+//     sum over its checkers. A change of it while the target is up is sent as an Event (with
+//     Up true) at the end of the round.
 //
 // Each probe gets a context that is cancelled after its timeout (TimeoutChecker, else
 // DefaultTimeout); a probe that returns after that fails. A probe that has not returned a
 // second after its timeout is abandoned: it fails with ErrCheckHung and is logged, and its
 // checker fails at once, without being called, until the abandoned probe returns. So a target
 // has at most one probe running, plus at most one abandoned probe per hung checker.
+//
+// Targets that probe alike (equal Interval, Retry, DelayBeforeRetry, InitiallyUp and
+// checkers; see probeKey) share one schedule and one probe per round, and each of their IDs
+// gets every Event: keepalived probes a real server once per virtual server that lists it,
+// Sluice once. The first ID of such a group sets the round's offset. A target joining a group
+// learns its state at once (an Event if it differs from InitiallyUp); one leaving keeps it.
 //
 // No Event is sent for a target's initial state, nor for a target Update removes. Events wait
 // in a queue inside the Scheduler, so a slow reader delays them but not the checks.
@@ -110,8 +122,8 @@ func (s *Scheduler) Update(targets []Target) error {
 			return fmt.Errorf("update health targets: duplicate id %q", t.ID)
 		case t.Interval <= 0:
 			return fmt.Errorf("update health targets: target %q: interval %v is not positive", t.ID, t.Interval)
-		case t.Retry < 0 || t.DelayBeforeRetry < 0:
-			return fmt.Errorf("update health targets: target %q: negative retry or delay before retry", t.ID)
+		case t.Retry < 0 || t.DelayBeforeRetry < 0 || t.Warmup < 0:
+			return fmt.Errorf("update health targets: target %q: negative retry, delay before retry or warmup", t.ID)
 		}
 		seen[t.ID] = true
 		t.Checkers = slices.Clone(t.Checkers)
@@ -193,20 +205,30 @@ const (
 
 type target struct {
 	Target
-	up     bool
-	checks []*check
-	phase  phase
-	due    time.Time
-	index  int    // in the queue; -1 when not queued
-	cur    int    // the check of the current round
-	tries  int    // retries of the current check so far
-	probe  *probe // the probe in flight, in waitProbe
+	key     string                 // probeKey of its definition
+	members map[string]memberState // the IDs it probes for
+	up      bool
+	err     error // why it is down
+	checks  []*check
+	phase   phase
+	due     time.Time
+	index   int    // in the queue; -1 when not queued
+	cur     int    // the check of the current round
+	tries   int    // retries of the current check so far
+	probe   *probe // the probe in flight, in waitProbe
+}
+
+// memberState is what the consumer of Events last learnt, or was to assume, of a target ID.
+type memberState struct {
+	up    bool
+	delta int
 }
 
 type check struct {
 	Checker
-	up   bool
-	busy bool // a probe of this check has not returned
+	up     bool
+	busy   bool // a probe of this check has not returned
+	weight int  // the delta of the last passing probe of a WeightChecker
 }
 
 type probe struct {
@@ -219,8 +241,9 @@ type probe struct {
 }
 
 type probeResult struct {
-	id  uint64
-	err error
+	id     uint64
+	err    error
+	weight int
 }
 
 func (s *Scheduler) reconcile(now time.Time) {
@@ -228,23 +251,90 @@ func (s *Scheduler) reconcile(now time.Time) {
 	desired := s.desired
 	s.mu.Unlock()
 
-	keep := make(map[string]bool, len(desired))
+	// Targets that probe alike share one internal target.
+	var keys []string
+	groups := make(map[string][]Target)
 	for _, d := range desired {
-		keep[d.ID] = true
-		if t, ok := s.targets[d.ID]; ok {
-			s.redefine(t, d, now)
-			continue
+		k := probeKey(d)
+		if _, ok := groups[k]; !ok {
+			keys = append(keys, k)
 		}
-		t := &target{Target: d, up: d.InitiallyUp, index: -1}
-		for _, c := range d.Checkers {
-			t.checks = append(t.checks, &check{Checker: c, up: d.InitiallyUp})
-		}
-		s.targets[d.ID] = t
-		s.evaluate(t, nil) // a target without checkers is up
-		s.schedule(t, now.Add(s.offset(d.ID, d.Interval)))
+		groups[k] = append(groups[k], d)
 	}
-	for id, t := range s.targets {
-		if keep[id] {
+	known := make(map[string]memberState) // by ID, before this update
+	owner := make(map[string]*target)
+	for _, t := range s.targets {
+		for id, st := range t.members {
+			known[id], owner[id] = st, t
+		}
+	}
+
+	next := make(map[string]*target, len(keys))
+	taken := make(map[*target]bool, len(keys))
+	for _, k := range keys {
+		group := groups[k]
+		t := s.targets[k]
+		primary := group[0].ID
+		if t != nil {
+			primary = t.ID
+		}
+		if t == nil {
+			// A target whose definition changed keeps its running state, unless the
+			// target it had is still used by others.
+			for _, d := range group {
+				if o := owner[d.ID]; o != nil && groups[o.key] == nil && !taken[o] {
+					t = o
+					break
+				}
+			}
+			if t != nil {
+				primary = t.ID
+				s.redefine(t, group[0], now)
+			}
+		}
+		fresh := t == nil
+		if fresh {
+			up := group[0].InitiallyUp
+			for _, d := range group {
+				if st, ok := known[d.ID]; ok {
+					up = st.up // an ID moving from a shared target: start from what it was
+					break
+				}
+			}
+			t = &target{Target: group[0], up: up, index: -1}
+			for _, c := range group[0].Checkers {
+				t.checks = append(t.checks, &check{Checker: c, up: up})
+			}
+		}
+		// The first round's offset derives from the ID; keep it while that ID stays.
+		t.Target = group[0]
+		t.key = k
+		members := make(map[string]memberState, len(group))
+		for _, d := range group {
+			if d.ID == primary {
+				t.ID = primary
+			}
+			st, ok := t.members[d.ID] // redefine may just have told it
+			if !ok {
+				st, ok = known[d.ID]
+			}
+			if !ok {
+				st = memberState{up: d.InitiallyUp}
+			}
+			members[d.ID] = st
+		}
+		t.members = members
+		if t.index >= 0 {
+			heap.Fix(&s.queue, t.index)
+		}
+		next[k], taken[t] = t, true
+		s.evaluate(t, nil) // a target without checkers is up; a member may learn the state
+		if fresh {
+			s.schedule(t, now.Add(s.offset(t.ID, t.firstWithin())))
+		}
+	}
+	for _, t := range s.targets {
+		if next[t.key] == t {
 			continue
 		}
 		if t.probe != nil {
@@ -254,8 +344,36 @@ func (s *Scheduler) reconcile(now time.Time) {
 		if t.index >= 0 {
 			heap.Remove(&s.queue, t.index)
 		}
-		delete(s.targets, id)
 	}
+	s.targets = next
+}
+
+// probeKey identifies what a target probes and when: targets with equal keys share probes.
+func probeKey(d Target) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%v %d %v %v %v", d.Interval, d.Retry, d.DelayBeforeRetry, d.InitiallyUp, d.Warmup)
+	for _, c := range d.Checkers {
+		b.WriteString("\x00")
+		b.WriteString(checkKey(c))
+	}
+	return b.String()
+}
+
+// checkKey identifies a checker's probe: by its value, or, for a pointer, by the address unless
+// the type says how (keyedChecker), so that distinct checkers are never merged.
+func checkKey(c Checker) string {
+	if k, ok := c.(keyedChecker); ok {
+		return fmt.Sprintf("%T %s", c, k.probeKey())
+	}
+	if reflect.ValueOf(c).Kind() == reflect.Pointer {
+		return fmt.Sprintf("%T %p", c, c)
+	}
+	return fmt.Sprintf("%T %#v", c, c)
+}
+
+// keyedChecker is a checker whose probeKey describes every option of its probe.
+type keyedChecker interface {
+	probeKey() string
 }
 
 // redefine applies a new definition d to a running target t.
@@ -264,7 +382,9 @@ func (s *Scheduler) redefine(t *target, d Target, now time.Time) {
 	for i := 0; same && i < len(d.Checkers); i++ {
 		same = d.Checkers[i].String() == t.checks[i].String()
 	}
+	id := t.ID // the caller decides which ID the target goes by
 	t.Target = d
+	t.ID = id
 	if same {
 		for i, c := range d.Checkers {
 			t.checks[i].Checker = c
@@ -320,6 +440,7 @@ func (s *Scheduler) fire(t *target, now time.Time) {
 // startProbe probes the current check of t's round, or ends the round.
 func (s *Scheduler) startProbe(t *target, now time.Time) {
 	if t.cur >= len(t.checks) {
+		s.roundDone(t)
 		t.phase = waitRound
 		s.schedule(t, now.Add(t.Interval))
 		return
@@ -344,9 +465,15 @@ func (s *Scheduler) startProbe(t *target, now time.Time) {
 	t.phase = waitProbe
 	s.schedule(t, now.Add(timeout))
 	go func(ch Checker) {
-		err := ch.Check(ctx)
+		var r probeResult
+		if wc, ok := ch.(WeightChecker); ok {
+			r.weight, r.err = wc.CheckWeight(ctx)
+		} else {
+			r.err = ch.Check(ctx)
+		}
+		r.id = p.id
 		select {
-		case s.results <- probeResult{p.id, err}:
+		case s.results <- r:
 		case <-s.ctx.Done():
 		}
 	}(c.Checker)
@@ -368,6 +495,9 @@ func (s *Scheduler) finishProbe(r probeResult, now time.Time) {
 			err = context.DeadlineExceeded
 		}
 		err = fmt.Errorf("timed out after %v: %w", p.timeout, err)
+	}
+	if err == nil {
+		p.c.weight = r.weight
 	}
 	s.checkDone(t, p.c, err, now)
 }
@@ -398,24 +528,50 @@ func (s *Scheduler) checkDone(t *target, c *check, err error, now time.Time) {
 	s.startProbe(t, now)
 }
 
-// evaluate recomputes t's state from its checks and queues an Event if it changed.
+// evaluate recomputes t's state from its checks and queues an Event for each of its IDs whose
+// state changed.
 func (s *Scheduler) evaluate(t *target, err error) {
 	up := true
 	for _, c := range t.checks {
 		up = up && c.up
 	}
-	if up == t.up {
-		return
-	}
-	t.up = up
-	ev := Event{ID: t.ID, Up: up}
-	if !up {
-		ev.Err = err
-		if ev.Err == nil {
-			ev.Err = errors.New("a check is down")
+	if up != t.up {
+		t.up = up
+		t.err = err
+		if t.err == nil {
+			t.err = errors.New("a check is down")
 		}
 	}
-	s.out = append(s.out, ev)
+	s.notify(t, false)
+}
+
+// roundDone sends an Event for a change of an up target's weight delta. Weight changes wait
+// for the end of a round, so that one round's probes make one Event.
+func (s *Scheduler) roundDone(t *target) { s.notify(t, true) }
+
+// notify queues an Event for each ID of t whose consumer's view differs from t's state: in up,
+// or also in weight delta when withWeight.
+func (s *Scheduler) notify(t *target, withWeight bool) {
+	delta := 0
+	for _, c := range t.checks {
+		delta += c.weight
+	}
+	ids := slices.Collect(maps.Keys(t.members))
+	if len(ids) > 1 {
+		slices.Sort(ids) // the same order every time
+	}
+	for _, id := range ids {
+		st := t.members[id]
+		if st.up == t.up && (!withWeight || !t.up || st.delta == delta) {
+			continue
+		}
+		t.members[id] = memberState{up: t.up, delta: delta}
+		ev := Event{ID: id, Up: t.up, WeightDelta: delta}
+		if !t.up {
+			ev.Err = t.err
+		}
+		s.out = append(s.out, ev)
+	}
 }
 
 func (s *Scheduler) schedule(t *target, due time.Time) {
@@ -425,6 +581,15 @@ func (s *Scheduler) schedule(t *target, due time.Time) {
 	} else {
 		heap.Push(&s.queue, t)
 	}
+}
+
+// firstWithin is the span within which a new target's first round starts: Warmup if set,
+// else Interval.
+func (t *target) firstWithin() time.Duration {
+	if t.Warmup > 0 {
+		return t.Warmup
+	}
+	return t.Interval
 }
 
 // offset returns when, within interval, the first round of target id starts.

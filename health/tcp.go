@@ -3,7 +3,6 @@ package health
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/netip"
 	"time"
 )
@@ -16,6 +15,8 @@ type TCPCheck struct {
 	Addr netip.AddrPort
 	// BindTo is bind_to: the local address of the probe, when valid.
 	BindTo netip.Addr
+	// Source is bind_port, bind_if and fwmark.
+	Source Source
 	// Timeout is connect_timeout; zero or less means DefaultTimeout.
 	Timeout time.Duration
 }
@@ -27,10 +28,8 @@ func (c TCPCheck) Check(ctx context.Context) error {
 	if !c.Addr.IsValid() {
 		return fmt.Errorf("tcp check: invalid address %v", c.Addr)
 	}
-	d := net.Dialer{Timeout: c.CheckTimeout()}
-	if c.BindTo.IsValid() {
-		d.LocalAddr = net.TCPAddrFromAddrPort(netip.AddrPortFrom(c.BindTo, 0))
-	}
+	d := c.Source.dialer("tcp", c.BindTo)
+	d.Timeout = c.CheckTimeout()
 	conn, err := d.DialContext(ctx, "tcp", c.Addr.String())
 	if err != nil {
 		return fmt.Errorf("tcp connect to %s: %w", c.Addr, err)

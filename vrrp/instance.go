@@ -1,0 +1,686 @@
+package vrrp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Defaults keepalived applies when the configuration leaves a value out.
+const (
+	DefaultAdvertInterval   = time.Second
+	DefaultGARPMasterDelay  = 5 * time.Second
+	DefaultGARPMasterRepeat = 5
+)
+
+// ErrAuthAH is returned for `auth_type AH`: IPsec AH authentication was removed from VRRP
+// by RFC 3768 and is not implemented.
+var ErrAuthAH = errors.New("vrrp: auth_type AH is not supported (removed by RFC 3768); use PASS or none")
+
+// ErrRunTwice is returned by a second call of Run: an Instance runs once.
+var ErrRunTwice = errors.New("vrrp: instance already run")
+
+// Config is one vrrp_instance.
+type Config struct {
+	// Name is the instance name, reported in every Event.
+	Name string
+	// Interface is the link adverts are sent and received on and VIPs are added to.
+	Interface string
+	// VRID is virtual_router_id, 1-255.
+	VRID uint8
+	// Priority is 1-255 (255: the address owner, master at once).
+	Priority uint8
+	// AdvertInterval is advert_int: whole seconds for version 2, centiseconds for 3.
+	AdvertInterval time.Duration
+	// Version is vrrp_version, 2 or 3; IPv6 needs 3.
+	Version int
+	// StartMaster becomes master at start without waiting Master_Down_Interval. It is NOT
+	// keepalived 2.x's `state MASTER`, which changes nothing unless priority is 255 (the
+	// owner, master at start anyway): map `state` to false.
+	StartMaster bool
+	// NoPreempt and PreemptDelay are nopreempt and preempt_delay.
+	NoPreempt    bool
+	PreemptDelay time.Duration
+	// AuthType is "" or "PASS" ("AH" is refused); AuthPass is auth_pass, of which the first
+	// 8 bytes are sent and checked, as keepalived does. VRRPv3 has no authentication: both
+	// are ignored with version 3, again as keepalived does.
+	AuthType string
+	AuthPass string
+	// VIPs are the virtual addresses, all of one family (a bare address is a /32 or /128).
+	VIPs []netip.Prefix
+	// UnicastSrc is unicast_src_ip; unset: the first IPv4 address of the interface, or its
+	// IPv6 link-local address.
+	UnicastSrc netip.Addr
+	// UnicastPeers are unicast_peer; empty: multicast to 224.0.0.18 / ff02::12.
+	UnicastPeers []netip.Addr
+	// GARPMasterDelay, GARPMasterRepeat and GARPMasterRefresh are garp_master_delay (second
+	// burst after becoming master; 0: none), garp_master_repeat (announcements per address
+	// per burst; 0: DefaultGARPMasterRepeat) and garp_master_refresh (0: off).
+	GARPMasterDelay   time.Duration
+	GARPMasterRepeat  int
+	GARPMasterRefresh time.Duration
+	// HigherPrioSendAdvert is higher_prio_send_advert: send one advert before yielding to a
+	// higher-priority master, which then re-announces the VIPs (heals split brain's ARP caches).
+	HigherPrioSendAdvert bool
+
+	// Logger receives errors and transitions; nil discards them.
+	Logger *slog.Logger
+	// Seams for tests; nil means the real thing opened by New in the calling thread's network
+	// namespace.
+	Clock     Clock
+	Netlink   Netlink
+	Conn      PacketConn
+	Announcer Announcer
+}
+
+// Event reports a state transition of an instance.
+type Event struct {
+	Instance string
+	State    State
+	Prev     State
+	At       time.Time
+	// VIPs are the instance's virtual addresses, held by this node while State is Master.
+	VIPs []netip.Prefix
+}
+
+// Reason says why a received packet was dropped.
+type Reason string
+
+// Drop reasons, one per receive check of RFC 3768 / RFC 5798 section 7.1 and keepalived's
+// unicast peer check.
+const (
+	ReasonTTL       Reason = "ttl"        // multicast TTL / hop limit not 255
+	ReasonTruncated Reason = "truncated"  // shorter than its header and address count
+	ReasonLength    Reason = "length"     // longer than its address count says
+	ReasonVersion   Reason = "version"    // not our VRRP version
+	ReasonType      Reason = "type"       // not an advertisement
+	ReasonChecksum  Reason = "checksum"   // bad checksum (VRRPv3: with pseudo-header)
+	ReasonFamily    Reason = "family"     // addresses not of our family
+	ReasonVRID      Reason = "vrid"       // another virtual router
+	ReasonAuthType  Reason = "auth_type"  // VRRPv2 authentication type differs
+	ReasonAuth      Reason = "auth"       // VRRPv2 password differs
+	ReasonInterval  Reason = "interval"   // VRRPv2 interval differs, VRRPv3 interval 0
+	ReasonAddresses Reason = "addresses"  // address list differs (and not from the owner)
+	ReasonOwner     Reason = "owner"      // we own the addresses: adverts are not for us
+	ReasonPeer      Reason = "peer"       // source is not a unicast_peer
+	ReasonSelf      Reason = "self"       // our own advert looped back
+	ReasonOther     Reason = "unexpected" // anything else Unmarshal refused
+)
+
+// Stats are an instance's counters.
+type Stats struct {
+	// Received counts adverts that passed every check.
+	Received uint64
+	// Sent counts adverts sent (one per destination), releases included.
+	Sent uint64
+	// Dropped counts refused packets by reason.
+	Dropped map[Reason]uint64
+	// Transitions counts state changes.
+	Transitions uint64
+	// Errors counts failed sends, address changes and announcements.
+	Errors uint64
+}
+
+// Instance is one running virtual router.
+type Instance struct {
+	cfg    Config
+	fsm    *FSM
+	clock  Clock
+	conn   PacketConn
+	ann    Announcer
+	nl     Netlink
+	link   netlink.Link
+	log    *slog.Logger
+	src    netip.Addr
+	dsts   []netip.Addr
+	vips   []netip.Addr
+	auth   [AuthDataLen]byte
+	events chan Event
+	// linkUpdates follows the interface; nil with an injected Netlink seam.
+	linkUpdates chan netlink.LinkUpdate
+
+	running   atomic.Bool
+	closeOnce sync.Once
+	closers   []io.Closer
+
+	mu    sync.Mutex
+	state State
+	stats Stats
+}
+
+// New validates cfg and opens the instance's sockets and netlink handle in the calling
+// thread's network namespace. Run it with Run; Close it if Run is never called.
+func New(cfg Config) (*Instance, error) {
+	if err := validate(&cfg); err != nil {
+		return nil, fmt.Errorf("vrrp instance %s: %w", cfg.Name, err)
+	}
+	in := &Instance{cfg: cfg, clock: cfg.Clock, conn: cfg.Conn, ann: cfg.Announcer, nl: cfg.Netlink,
+		log: cfg.Logger, events: make(chan Event, 16)}
+	if in.log == nil {
+		in.log = slog.New(slog.DiscardHandler)
+	}
+	if in.clock == nil {
+		in.clock = systemClock{}
+	}
+	copy(in.auth[:], cfg.AuthPass)
+	for _, p := range cfg.VIPs {
+		in.vips = append(in.vips, p.Addr())
+	}
+	v4 := cfg.VIPs[0].Addr().Is4()
+	in.src = cfg.UnicastSrc
+	if !in.src.IsValid() {
+		var err error
+		if in.src, err = primaryAddr(cfg.Interface, v4); err != nil {
+			return nil, fmt.Errorf("vrrp instance %s: %w", cfg.Name, err)
+		}
+	}
+	in.dsts = cfg.UnicastPeers
+	if len(in.dsts) == 0 {
+		in.dsts = []netip.Addr{GroupIPv4}
+		if !v4 {
+			in.dsts = []netip.Addr{GroupIPv6}
+		}
+	}
+	if err := in.open(v4); err != nil {
+		in.Close()
+		return nil, fmt.Errorf("vrrp instance %s: %w", cfg.Name, err)
+	}
+	in.fsm = NewFSM(FSMConfig{
+		Version: cfg.Version, Priority: cfg.Priority, Interval: cfg.AdvertInterval,
+		StartMaster: cfg.StartMaster, NoPreempt: cfg.NoPreempt, PreemptDelay: cfg.PreemptDelay,
+		Primary: in.src, GARPDelay: cfg.GARPMasterDelay, GARPRefresh: cfg.GARPMasterRefresh,
+		HigherPrioSendAdvert: cfg.HigherPrioSendAdvert,
+	})
+	return in, nil
+}
+
+func (in *Instance) open(v4 bool) error {
+	if in.nl == nil {
+		h, err := netlink.NewHandle()
+		if err != nil {
+			return fmt.Errorf("netlink: %w", err)
+		}
+		in.nl = h
+		in.closers = append(in.closers, closerFunc(func() error { h.Close(); return nil }))
+		// keepalived's FAULT state: follow the interface going down and up.
+		ch, done := make(chan netlink.LinkUpdate, 16), make(chan struct{})
+		var closing atomic.Bool
+		err = netlink.LinkSubscribeWithOptions(ch, done, netlink.LinkSubscribeOptions{
+			ErrorCallback: func(err error) {
+				if !closing.Load() { // closing the subscription makes its read fail
+					in.log.Error("vrrp: link updates", "instance", in.cfg.Name, "err", err)
+				}
+			},
+		})
+		if err != nil {
+			return fmt.Errorf("subscribe to link updates: %w", err)
+		}
+		in.linkUpdates = ch
+		in.closers = append(in.closers, closerFunc(func() error {
+			closing.Store(true)
+			close(done)
+			go func() { // the subscription blocks sending until it sees done
+				for range ch {
+				}
+			}()
+			return nil
+		}))
+	}
+	link, err := in.nl.LinkByName(in.cfg.Interface)
+	if err != nil {
+		return fmt.Errorf("find interface %s: %w", in.cfg.Interface, err)
+	}
+	in.link = link
+	if in.conn == nil {
+		c, err := Listen(in.cfg.Interface, in.src, len(in.cfg.UnicastPeers) == 0)
+		if err != nil {
+			return err
+		}
+		in.conn = c
+	}
+	in.closers = append(in.closers, in.conn)
+	if in.ann == nil {
+		var src6 netip.Addr
+		if !v4 {
+			if src6 = in.src; !src6.IsLinkLocalUnicast() {
+				src6, _ = primaryAddr(in.cfg.Interface, false)
+			}
+		}
+		a, err := NewAnnouncer(in.cfg.Interface, v4, src6)
+		if err != nil {
+			return err
+		}
+		in.ann = a
+	}
+	in.closers = append(in.closers, in.ann)
+	return nil
+}
+
+type closerFunc func() error
+
+func (f closerFunc) Close() error { return f() }
+
+// Close releases the sockets; Run does it when it returns.
+func (in *Instance) Close() error {
+	var errs []error
+	in.closeOnce.Do(func() {
+		for i := len(in.closers) - 1; i >= 0; i-- {
+			errs = append(errs, in.closers[i].Close())
+		}
+	})
+	return errors.Join(errs...)
+}
+
+func validate(c *Config) error {
+	if c.Interface == "" {
+		return errors.New("no interface")
+	}
+	if c.VRID == 0 {
+		return errors.New("virtual_router_id must be 1-255")
+	}
+	if c.Priority == 0 {
+		return errors.New("priority must be 1-255")
+	}
+	if c.Version == 0 {
+		c.Version = 2
+	}
+	if c.Version != 2 && c.Version != 3 {
+		return fmt.Errorf("vrrp_version %d: must be 2 or 3", c.Version)
+	}
+	if c.AdvertInterval == 0 {
+		c.AdvertInterval = DefaultAdvertInterval
+	}
+	if c.GARPMasterRepeat == 0 {
+		c.GARPMasterRepeat = DefaultGARPMasterRepeat
+	}
+	if len(c.VIPs) == 0 {
+		return errors.New("no virtual_ipaddress")
+	}
+	if len(c.VIPs) > 255 {
+		return fmt.Errorf("%d virtual addresses, at most 255 fit an advert", len(c.VIPs))
+	}
+	v4 := c.VIPs[0].Addr().Is4()
+	for _, p := range c.VIPs {
+		if !p.IsValid() || p.Addr().Is4() != v4 || p.Addr().Is4In6() {
+			return fmt.Errorf("virtual address %s: all must be valid and of one family", p)
+		}
+	}
+	if !v4 && c.Version != 3 {
+		return fmt.Errorf("IPv6 virtual addresses need vrrp_version 3: %w", ErrFamily)
+	}
+	for _, a := range append([]netip.Addr{c.UnicastSrc}, c.UnicastPeers...) {
+		if a.IsValid() && a.Is4() != v4 {
+			return fmt.Errorf("unicast address %s: not of the family of the virtual addresses: %w", a, ErrFamily)
+		}
+	}
+	// Refuse now what Marshal would refuse at every advert.
+	if _, err := (&Packet{Version: c.Version, Interval: c.AdvertInterval}).Marshal(familyAny(v4), familyAny(v4)); err != nil {
+		return fmt.Errorf("advert_int %s: %w", c.AdvertInterval, err)
+	}
+	switch c.AuthType {
+	case "":
+		if c.AuthPass != "" && c.Version == 2 {
+			c.AuthType = "PASS"
+		}
+	case "PASS":
+		if c.AuthPass == "" && c.Version == 2 {
+			return errors.New("auth_type PASS without auth_pass")
+		}
+	case "AH":
+		return ErrAuthAH
+	default:
+		return fmt.Errorf("auth_type %q: must be PASS", c.AuthType)
+	}
+	return nil
+}
+
+func familyAny(v4 bool) netip.Addr {
+	if v4 {
+		return netip.IPv4Unspecified()
+	}
+	return netip.IPv6Unspecified()
+}
+
+// primaryAddr returns the first IPv4 address of ifname, or its IPv6 link-local address.
+func primaryAddr(ifname string, v4 bool) (netip.Addr, error) {
+	ifi, err := net.InterfaceByName(ifname)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("find interface %s: %w", ifname, err)
+	}
+	addrs, err := ifi.Addrs()
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("addresses of %s: %w", ifname, err)
+	}
+	for _, a := range addrs {
+		p, err := netip.ParsePrefix(a.String())
+		if err != nil {
+			continue
+		}
+		if ip := p.Addr(); v4 && ip.Is4() || !v4 && ip.Is6() && ip.IsLinkLocalUnicast() {
+			return ip, nil
+		}
+	}
+	fam := "IPv4"
+	if !v4 {
+		fam = "IPv6 link-local"
+	}
+	return netip.Addr{}, fmt.Errorf("interface %s has no %s address to send adverts from", ifname, fam)
+}
+
+// Events returns the channel transitions are reported on. It must be drained: a full channel
+// holds up the instance. Run closes it when it returns.
+func (in *Instance) Events() <-chan Event { return in.events }
+
+// State returns the current state.
+func (in *Instance) State() State {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.state
+}
+
+// Stats returns a copy of the counters.
+func (in *Instance) Stats() Stats {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	s := in.stats
+	s.Dropped = make(map[Reason]uint64, len(in.stats.Dropped))
+	for k, v := range in.stats.Dropped {
+		s.Dropped[k] = v
+	}
+	return s
+}
+
+func (in *Instance) count(f func(*Stats)) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	f(&in.stats)
+}
+
+// Src returns the address adverts are sent from, which breaks priority ties.
+func (in *Instance) Src() netip.Addr { return in.src }
+
+type received struct {
+	b        []byte
+	src, dst netip.Addr
+	ttl      int
+}
+
+// maxPacket bounds a read: the largest VRRP packet (255 IPv6 addresses) and then some.
+const maxPacket = 8192
+
+// Run runs the virtual router until ctx is cancelled, then, if master, sends priority 0 and
+// removes the VIPs. It returns nil after a cancel, or the socket error that stopped it. It
+// closes the instance and the Events channel when it returns; an Instance runs only once.
+func (in *Instance) Run(ctx context.Context) error {
+	if !in.running.CompareAndSwap(false, true) {
+		return fmt.Errorf("vrrp instance %s: %w", in.cfg.Name, ErrRunTwice)
+	}
+	defer close(in.events)
+	defer in.Close()
+
+	rctx, stopReader := context.WithCancel(ctx)
+	recv := make(chan received)
+	readErr := make(chan error, 1)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			buf := make([]byte, maxPacket)
+			n, src, dst, ttl, err := in.conn.ReadFrom(buf)
+			if err != nil {
+				if rctx.Err() == nil {
+					readErr <- err
+				}
+				return
+			}
+			select {
+			case recv <- received{buf[:n], src, dst, ttl}:
+			case <-rctx.Done():
+				return
+			}
+		}
+	}()
+	stop := func() {
+		stopReader()
+		in.conn.Close() // unblocks ReadFrom
+		wg.Wait()
+	}
+
+	now := in.clock.Now()
+	if in.linkUpdates != nil && !linkUp(in.link) {
+		in.apply(ctx, now, in.fsm.LinkDown(now))
+	} else {
+		in.apply(ctx, now, in.fsm.Start(now))
+	}
+	for {
+		var timer Timer
+		var tc <-chan time.Time
+		if d := in.fsm.Deadline(); !d.IsZero() {
+			timer = in.clock.NewTimer(d.Sub(in.clock.Now()))
+			tc = timer.C()
+		}
+		var err error
+		select {
+		case <-ctx.Done():
+		case err = <-readErr:
+		case r := <-recv:
+			now = in.clock.Now()
+			if adv, reason := in.check(r); reason != "" {
+				in.count(func(s *Stats) {
+					if s.Dropped == nil {
+						s.Dropped = make(map[Reason]uint64)
+					}
+					s.Dropped[reason]++
+				})
+			} else {
+				in.count(func(s *Stats) { s.Received++ })
+				in.apply(ctx, now, in.fsm.Receive(now, adv))
+			}
+		case <-tc:
+			now = in.clock.Now()
+			in.apply(ctx, now, in.fsm.Tick(now))
+		case u, ok := <-in.linkUpdates:
+			if !ok {
+				in.linkUpdates = nil // the subscription failed (logged): stop following the link
+				break
+			}
+			if u.Attrs().Index != in.link.Attrs().Index {
+				break
+			}
+			now = in.clock.Now()
+			switch up := linkUp(u.Link); {
+			case up && in.fsm.State() == Fault:
+				in.apply(ctx, now, in.fsm.LinkUp(now))
+			case !up && in.fsm.State() != Fault:
+				in.apply(ctx, now, in.fsm.LinkDown(now))
+			}
+		}
+		if timer != nil {
+			timer.Stop()
+		}
+		if ctx.Err() != nil || err != nil {
+			now = in.clock.Now()
+			in.apply(ctx, now, in.fsm.Stop(now))
+			stop()
+			if err != nil {
+				return fmt.Errorf("vrrp instance %s: receive: %w", in.cfg.Name, err)
+			}
+			return nil
+		}
+	}
+}
+
+// linkUp reports whether l is administratively up with carrier.
+func linkUp(l netlink.Link) bool {
+	f := l.Attrs().RawFlags
+	return f&unix.IFF_UP != 0 && f&unix.IFF_RUNNING != 0
+}
+
+// check runs the receive checks of RFC 5798 section 7.1 (RFC 3768 section 7.1 for v2) that
+// Unmarshal cannot, and returns the advert or why it is dropped.
+func (in *Instance) check(r received) (Advert, Reason) {
+	// Unicast adverts may cross routers: keepalived checks the TTL of multicast ones only,
+	// and relies on the unicast_peer list instead.
+	if len(in.cfg.UnicastPeers) == 0 && r.ttl != 255 {
+		return Advert{}, ReasonTTL
+	}
+	if r.src == in.src {
+		return Advert{}, ReasonSelf
+	}
+	if len(in.cfg.UnicastPeers) > 0 && !slices.Contains(in.cfg.UnicastPeers, r.src) {
+		return Advert{}, ReasonPeer
+	}
+	if r.src.Is4() != in.src.Is4() || !r.dst.IsValid() {
+		return Advert{}, ReasonFamily
+	}
+	p, err := Unmarshal(r.b, r.src, r.dst)
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrTruncated):
+		return Advert{}, ReasonTruncated
+	case errors.Is(err, ErrLength):
+		return Advert{}, ReasonLength
+	case errors.Is(err, ErrVersion):
+		return Advert{}, ReasonVersion
+	case errors.Is(err, ErrType):
+		return Advert{}, ReasonType
+	case errors.Is(err, ErrChecksum):
+		return Advert{}, ReasonChecksum
+	case errors.Is(err, ErrFamily):
+		return Advert{}, ReasonFamily
+	default:
+		return Advert{}, ReasonOther
+	}
+	if p.Version != in.cfg.Version {
+		return Advert{}, ReasonVersion
+	}
+	if p.VRID != in.cfg.VRID {
+		return Advert{}, ReasonVRID
+	}
+	if p.Version == 2 {
+		want := uint8(AuthNone)
+		if in.cfg.AuthType == "PASS" {
+			want = AuthPass
+		}
+		if p.AuthType != want {
+			return Advert{}, ReasonAuthType
+		}
+		if want == AuthPass && p.AuthData != in.auth {
+			return Advert{}, ReasonAuth
+		}
+		if p.Interval != in.cfg.AdvertInterval {
+			return Advert{}, ReasonInterval
+		}
+	} else if p.Interval == 0 {
+		return Advert{}, ReasonInterval
+	}
+	if in.cfg.Priority == PriorityOwner {
+		return Advert{}, ReasonOwner
+	}
+	if p.Priority != PriorityOwner && !sameSet(p.Addrs, in.vips) {
+		return Advert{}, ReasonAddresses
+	}
+	return Advert{Src: r.src, Priority: p.Priority, Interval: p.Interval}, ""
+}
+
+func sameSet(a, b []netip.Addr) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for _, x := range a {
+		if !slices.Contains(b, x) {
+			return false
+		}
+	}
+	for _, x := range b {
+		if !slices.Contains(a, x) {
+			return false
+		}
+	}
+	return true
+}
+
+// apply carries out the FSM's actions and reports a state change.
+func (in *Instance) apply(ctx context.Context, now time.Time, a Actions) {
+	if a.AddVIPs {
+		in.fail(addVIPs(in.nl, in.link, in.cfg.VIPs))
+	}
+	if a.SendAdvert {
+		in.send(in.cfg.Priority)
+	}
+	if a.SendRelease {
+		in.send(PriorityRelease)
+	}
+	if a.Announce {
+		for range in.cfg.GARPMasterRepeat {
+			for _, v := range in.vips {
+				in.fail(in.ann.Announce(v))
+			}
+		}
+	}
+	if a.DelVIPs {
+		in.fail(delVIPs(in.nl, in.link, in.cfg.VIPs))
+	}
+	st := in.fsm.State()
+	in.mu.Lock()
+	prev := in.state
+	in.state = st
+	if st != prev {
+		in.stats.Transitions++
+	}
+	in.mu.Unlock()
+	if st == prev {
+		return
+	}
+	in.log.Info("vrrp transition", "instance", in.cfg.Name, "from", prev, "to", st)
+	ev := Event{Instance: in.cfg.Name, State: st, Prev: prev, At: now, VIPs: in.cfg.VIPs}
+	if ctx.Err() != nil {
+		select { // shutting down: report if there is room, never block
+		case in.events <- ev:
+		default:
+		}
+		return
+	}
+	select {
+	case in.events <- ev:
+	case <-ctx.Done():
+	}
+}
+
+func (in *Instance) fail(err error) {
+	if err == nil {
+		return
+	}
+	in.count(func(s *Stats) { s.Errors++ })
+	in.log.Error("vrrp", "instance", in.cfg.Name, "err", err)
+}
+
+func (in *Instance) send(prio uint8) {
+	p := Packet{Version: in.cfg.Version, VRID: in.cfg.VRID, Priority: prio, Interval: in.cfg.AdvertInterval, Addrs: in.vips}
+	if in.cfg.Version == 2 && in.cfg.AuthType == "PASS" {
+		p.AuthType, p.AuthData = AuthPass, in.auth
+	}
+	for _, dst := range in.dsts {
+		b, err := p.Marshal(in.src, dst)
+		if err == nil {
+			err = in.conn.WriteTo(b, dst)
+		}
+		if err != nil {
+			in.fail(err)
+			continue
+		}
+		in.count(func(s *Stats) { s.Sent++ })
+	}
+}

@@ -1,0 +1,159 @@
+package vm
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluice-lb/sluice/test/netns"
+)
+
+// guestTests are the tests the guest must run and pass; a guest test missing from the console
+// output fails the host test, so a guest that silently runs fewer tests cannot pass.
+var guestTests = []string{
+	"TestKernelApply",
+	"TestKernelSchedulers",
+	"TestNewInRootNamespace",
+	"TestSluiceDirectRouting",
+	"TestSluiceNAT",
+	"TestSluiceTunnel",
+}
+
+// Bounds of the whole VM test: building, booting and running the guest.
+const (
+	vmTimeout   = 4 * time.Minute
+	buildTimout = 3 * time.Minute
+)
+
+// cacheDir is where the Debian kernel is kept between runs: $SLUICE_VM_CACHE, else .cache/vm
+// at the repository root (ignored by git).
+func cacheDir() string {
+	if d := os.Getenv("SLUICE_VM_CACHE"); d != "" {
+		return d
+	}
+	return filepath.Join("..", "..", ".cache", "vm")
+}
+
+// goBuild builds a static binary for the guest.
+func goBuild(ctx context.Context, t *testing.T, args ...string) {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+// TestIPVSInVM boots Debian's stock kernel under qemu, loads ip_vs and its schedulers, and
+// runs the guest tests (test/vm/guest) there: ipvsfallback against the real kernel and
+// `sluice run --dataplane ipvs` forwarding HTTP between namespaces with DR and NAT. The
+// console is logged when anything fails; SLUICE_VM_CONSOLE=FILE also writes it to FILE.
+func TestIPVSInVM(t *testing.T) {
+	if os.Geteuid() != 0 {
+		netns.SkipPrivileged(t, "needs root: resolves and fetches Debian's kernel with apt (scripts/install-deps ipvs installs qemu)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), vmTimeout+buildTimout)
+	defer cancel()
+
+	kernel, err := FetchDebianKernel(ctx, cacheDir())
+	if err != nil {
+		t.Fatalf("fetch Debian kernel: %v", err)
+	}
+	t.Logf("kernel %s (%s)", kernel.Release, kernel.Package)
+
+	dir := t.TempDir()
+	guest, sluice := filepath.Join(dir, "guest.test"), filepath.Join(dir, "sluice")
+	goBuild(ctx, t, "test", "-c", "-o", guest, "github.com/sluice-lb/sluice/test/vm/guest")
+	goBuild(ctx, t, "build", "-o", sluice, "github.com/sluice-lb/sluice/cmd/sluice")
+
+	programs := map[string]string{}
+	for _, p := range []string{"ip", "ethtool"} {
+		path, err := exec.LookPath(p)
+		if err != nil {
+			t.Fatalf("%s (scripts/install-deps run installs it): %v", p, err)
+		}
+		programs["/usr/local/bin/"+p] = path
+	}
+	// crc32c_generic: libcrc32c (needed by nf_conntrack) asks the crypto API for crc32c at load,
+	// which only a modprobe-capable system would load on demand. xfrm_user and nfnetlink: the
+	// netlink library the namespace harness uses opens sockets of those protocols.
+	// ipip: the real servers of the TUN test unwrap IPIP on tunl0.
+	mods := []string{"crc32c_generic", "xfrm_user", "nfnetlink", "ip_vs", "veth", "bridge", "ipip"}
+	for _, s := range []string{"rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh", "twos"} {
+		if _, err := os.Stat(filepath.Join(kernel.Modules, "kernel/net/netfilter/ipvs/ip_vs_"+s+".ko")); err == nil {
+			mods = append(mods, "ip_vs_"+s)
+		}
+	}
+	im, err := BuildImage(Guest{
+		Kernel:     kernel,
+		Modules:    mods,
+		TestBinary: guest,
+		TestArgs:   []string{"-test.timeout=" + (vmTimeout - 30*time.Second).String(), "-test.count=1"},
+		Files:      map[string]string{"/usr/local/bin/sluice": sluice},
+		Programs:   programs,
+	})
+	if err != nil {
+		t.Fatalf("build initramfs: %v", err)
+	}
+	initrd := filepath.Join(dir, "initrd")
+	f, err := os.Create(initrd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := im.WriteTo(f); err != nil {
+		f.Close()
+		t.Fatalf("write initramfs: %v", err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	var console bytes.Buffer
+	var log io.Writer = &console
+	if path := os.Getenv("SLUICE_VM_CONSOLE"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		log = io.MultiWriter(&console, f)
+	}
+	bootCtx, bootCancel := context.WithTimeout(ctx, vmTimeout)
+	defer bootCancel()
+	start := time.Now()
+	res, err := Boot(bootCtx, BootConfig{Vmlinuz: kernel.Vmlinuz, Initrd: initrd, MemoryMB: 512, CPUs: 2}, log)
+	t.Logf("VM ran %v", time.Since(start).Round(time.Second))
+	if err != nil || !res.Exited || res.Exit != 0 || len(res.InsmodFailed) > 0 {
+		t.Logf("VM console:\n%s", console.String())
+	}
+	if err != nil {
+		t.Fatalf("boot VM: %v", err)
+	}
+	if len(res.InsmodFailed) > 0 {
+		t.Errorf("modules that did not load: %v", res.InsmodFailed)
+	}
+	got := map[string]TestResult{}
+	for _, r := range res.Tests {
+		got[r.Name] = r
+	}
+	for _, name := range guestTests {
+		t.Run(name, func(t *testing.T) {
+			r, ok := got[name]
+			switch {
+			case !ok:
+				t.Errorf("the guest did not run %s", name)
+			case r.Status != "PASS":
+				t.Errorf("%s in the VM (kernel %s):\n%s", r.Status, res.Release, strings.Join(r.Output, "\n"))
+			}
+		})
+	}
+	if res.Exit != 0 {
+		t.Errorf("guest test binary exited with status %d", res.Exit)
+	}
+}

@@ -10,6 +10,11 @@
 #define SEL_SLOTS (2 * MAX_SERVICES)
 /* Default connection-table size; the loader may override it before loading. */
 #define FLOW_TABLE_SIZE 262144
+/* Default size of the table of unconfirmed flows (seen once, or only as SYNs): a SYN flood churns
+ * this table and never the connection table. The loader may override it before loading. */
+#define UNCONFIRMED_TABLE_SIZE 65536
+/* Most IPv6 extension headers walked before the transport header; more are passed. */
+#define MAX_EXT_HDRS 6
 /* Seed of the source-address hash; loader.SourceHash must use the same value. */
 #define LB_HASH_SEED 0x51c3e5ebU
 
@@ -17,7 +22,7 @@
 enum lb_family {
 	/* IPv4; the address sits in the first 4 bytes of a 16-byte field. */
 	LB_AF_INET = 2,
-	/* IPv6; not forwarded yet. */
+	/* IPv6. */
 	LB_AF_INET6 = 10,
 };
 
@@ -37,30 +42,64 @@ enum backend_flags {
 enum lb_method {
 	/* Direct routing: rewrite the MAC addresses only. */
 	LB_METHOD_DR = 0,
+	/* Tunnelling: encapsulate in IPIP (IPv4) or IP6IP6 (IPv6) to the real server. */
+	LB_METHOD_TUN = 1,
+	/* Masquerading: rewrite the destination to the real server, and its replies' source back.
+	 */
+	LB_METHOD_NAT = 2,
 };
 
 /* Why the program returned its verdict; reason_stats counts packets per reason. */
 enum lb_reason {
-	/* Not IPv4: ARP, IPv6, VLAN-tagged and other ethertypes pass untouched. */
-	PASS_NOT_IPV4 = 0,
-	/* IPv4 but neither TCP nor UDP. */
+	/* Neither IPv4 nor IPv6: ARP, VLAN-tagged and other ethertypes pass untouched. */
+	PASS_NOT_IP = 0,
+	/* IP but neither TCP nor UDP. */
 	PASS_NOT_L4,
 	/* No service for (destination address, port, protocol). */
 	PASS_NOT_VIP,
-	/* Ethernet, IPv4 (with options), TCP or UDP header or the datagram runs past its bounds. */
+	/* Ethernet, IP (options, extension headers), TCP or UDP header or the datagram runs past
+	 * its bounds. */
 	PASS_TRUNCATED,
-	/* Malformed IPv4: version is not 4, IHL < 5, or total length shorter than the header. */
+	/* Malformed IP: version not 4 (6), IHL < 5, total length shorter than the header, IPv6
+	 * jumbogram. */
 	PASS_BAD_IP,
-	/* IPv4 fragment (MF set or offset non-zero): ports are unknown, the kernel handles it. */
+	/* IP fragment (MF set or offset non-zero): ports are unknown, the kernel handles it. */
 	PASS_FRAGMENT,
+	/* IPv6 with more than MAX_EXT_HDRS extension headers before the transport header. */
+	PASS_EXT_HDRS,
+	/* ICMP frag-needed or ICMPv6 packet-too-big about a VIP flow the tables do not hold, or
+	 * whose backend is NAT (not translated yet). */
+	PASS_ICMP,
+	/* TUN, NAT: the kernel has no neighbour entry for the next hop; the rewritten packet goes
+	 * to the stack, which forwards it once the neighbour resolves. */
+	PASS_NO_NEIGH,
+	/* TUN, NAT: the rewritten packet exceeds the route's MTU; the original goes to the stack.
+	 */
+	PASS_FRAG_NEEDED,
 	/* Service hit but it has no eligible backend. */
 	DROP_NO_BACKEND,
 	/* Maps disagree (missing slot, table entry or backend): a loader bug or a racing update. */
 	DROP_TABLE_MISS,
-	/* Forwarded by DR out of the interface it came in on. */
+	/* TUN, NAT: the FIB has no usable route onward, or forwarding is off on ingress. */
+	DROP_NO_ROUTE,
+	/* TUN: the frame could not be grown for the outer header. */
+	DROP_ENCAP,
+	/* Forwarded by DR out of the interface it came in on (ICMP errors of DR flows too). */
 	TX_DR,
 	/* Forwarded by DR out of another interface. */
 	REDIRECT_DR,
+	/* Forwarded by TUN out of the interface it came in on. */
+	TX_TUN,
+	/* Forwarded by TUN out of another interface. */
+	REDIRECT_TUN,
+	/* Forwarded by NAT to the real server out of the interface it came in on. */
+	TX_NAT,
+	/* Forwarded by NAT to the real server out of another interface. */
+	REDIRECT_NAT,
+	/* A NAT real server's reply, translated back, out of the interface it came in on. */
+	TX_NAT_REPLY,
+	/* A NAT real server's reply, translated back, out of another interface. */
+	REDIRECT_NAT_REPLY,
 	/* Number of reasons; sizes reason_stats. */
 	REASON_MAX,
 };

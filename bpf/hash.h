@@ -3,6 +3,7 @@
 #define SLUICE_HASH_H
 
 #include <linux/types.h>
+#include <bpf/bpf_endian.h>
 
 #include "consts.h"
 
@@ -33,6 +34,29 @@ static __always_inline __u32 rol32(__u32 word, unsigned int shift)
 		c -= rol32(b, 24);                                                                 \
 	}
 
+/* jhash_mix is lookup3's mixing of three words, as the kernel's __jhash_mix. */
+#define jhash_mix(a, b, c)                                                                         \
+	{                                                                                          \
+		a -= c;                                                                            \
+		a ^= rol32(c, 4);                                                                  \
+		c += b;                                                                            \
+		b -= a;                                                                            \
+		b ^= rol32(a, 6);                                                                  \
+		a += c;                                                                            \
+		c -= b;                                                                            \
+		c ^= rol32(b, 8);                                                                  \
+		b += a;                                                                            \
+		a -= c;                                                                            \
+		a ^= rol32(c, 16);                                                                 \
+		c += b;                                                                            \
+		b -= a;                                                                            \
+		b ^= rol32(a, 19);                                                                 \
+		a += c;                                                                            \
+		c -= b;                                                                            \
+		c ^= rol32(b, 4);                                                                  \
+		b += a;                                                                            \
+	}
+
 /* jhash_1word is the kernel's jhash_1word. */
 static __always_inline __u32 jhash_1word(__u32 a, __u32 initval)
 {
@@ -51,6 +75,32 @@ static __always_inline __u32 jhash_1word(__u32 a, __u32 initval)
 static __always_inline __u32 src_hash_v4(__be32 saddr)
 {
 	return jhash_1word(bpf_ntohl(saddr), LB_HASH_SEED);
+}
+
+/* jhash_4words is the kernel's jhash2 of four words. */
+static __always_inline __u32 jhash_4words(__u32 w0, __u32 w1, __u32 w2, __u32 w3, __u32 initval)
+{
+	__u32 a, b, c;
+
+	a = b = c = JHASH_INITVAL + (4 << 2) + initval;
+	a += w0;
+	b += w1;
+	c += w2;
+	jhash_mix(a, b, c);
+	a += w3;
+	jhash_final(a, b, c);
+	return c;
+}
+
+/* src_hash_v6 hashes a client IPv6 address given in network order: the kernel's jhash2 of its
+ * four words, each read as a host-order number. */
+static __always_inline __u32 src_hash_v6(const __u8 *saddr)
+{
+	__be32 w[4];
+
+	__builtin_memcpy(w, saddr, sizeof(w));
+	return jhash_4words(bpf_ntohl(w[0]), bpf_ntohl(w[1]), bpf_ntohl(w[2]), bpf_ntohl(w[3]),
+			    LB_HASH_SEED);
 }
 
 #endif /* SLUICE_HASH_H */

@@ -41,13 +41,39 @@ struct {
 	__array(values, struct sel_table);
 } sel_tables SEC(".maps");
 
-/* Connection table pinning established flows to their backend. */
+/* Connection table pinning confirmed flows to their backend: a flow enters it only when a second
+ * packet that is not a bare SYN arrives, so spoofed SYNs and one-packet floods never evict it. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, FLOW_TABLE_SIZE);
 	__type(key, struct flow_key);
 	__type(value, struct flow_value);
 } flows SEC(".maps");
+
+/* Unconfirmed flows: pinned by their first packet until confirmed. A flood churns this LRU
+ * alone; an entry lives until UNCONFIRMED_TABLE_SIZE newer unconfirmed flows have arrived. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, UNCONFIRMED_TABLE_SIZE);
+	__type(key, struct flow_key);
+	__type(value, struct flow_value);
+} unconfirmed SEC(".maps");
+
+/* Reverse translations of confirmed NAT flows, promoted with them. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, FLOW_TABLE_SIZE);
+	__type(key, struct flow_key);
+	__type(value, struct nat_value);
+} nat_flows SEC(".maps");
+
+/* Reverse translations of unconfirmed NAT flows: a SYN's reply comes before the flow confirms. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, UNCONFIRMED_TABLE_SIZE);
+	__type(key, struct flow_key);
+	__type(value, struct nat_value);
+} nat_unconfirmed SEC(".maps");
 
 /* Round-robin cursor per service, per CPU so that it needs no atomics. */
 struct {

@@ -40,14 +40,33 @@ struct backend_value {
 	__u8 method;
 	/* Unused, zero. */
 	__u8 pad;
-	/* Egress interface towards the real server. */
+	/* DR: egress interface towards the real server. */
 	__u32 ifindex;
-	/* Real server's MAC (or its on-link next hop's). */
+	/* DR: real server's MAC (TUN takes next hops from the FIB). */
 	__u8 dmac[6];
-	/* MAC of the egress interface. */
+	/* DR: MAC of the egress interface. */
 	__u8 smac[6];
 	/* Id of the service owning this backend; a flow pinned to a recycled id is re-selected. */
 	__u32 svc_id;
+	/* TUN: the director's address toward the real server, source of the outer header. */
+	__u8 tun_src[16];
+	/* NAT: the real server's port, network order. */
+	__be16 port;
+	/* Unused, zero. */
+	__u8 pad2[2];
+};
+
+/* Value of the reverse NAT tables, keyed by a reply's 5-tuple (real server to client): the
+ * virtual service its source is translated back to. */
+struct nat_value {
+	/* VIP, network order. */
+	__u8 vip[16];
+	/* Service port, network order. */
+	__be16 vport;
+	/* Unused, zero. */
+	__u8 pad[2];
+	/* Backend id the flow is pinned to. */
+	__u32 backend;
 };
 
 /* Key of flows: the connection 5-tuple. */

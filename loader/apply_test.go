@@ -152,10 +152,11 @@ func TestApplyRemovesEverything(t *testing.T) {
 func TestApplyUnsupported(t *testing.T) {
 	l := newTestLoader(t, goldenResolver())
 	v6 := director.ServiceKey{VIP: netip.MustParseAddr("2001:db8::1"), Port: 80, Proto: director.TCP}
-	tun := be(beB, 1, true)
-	tun.Method = director.MethodTUN
+	// A real server of the other address family: neither DR nor TUN nor NAT forwards to it.
+	other := be(netip.MustParseAddr("2001:db8::9"), 1, true)
+	other.Method = director.MethodTUN
 	err := l.Apply(context.Background(), *snap(
-		svc(tcp80, "rr", be(beA, 1, true), tun),
+		svc(tcp80, "rr", be(beA, 1, true), other),
 		svc(v6, "rr", be(beA, 1, true)),
 	))
 	if !errors.Is(err, ErrUnsupported) {

@@ -33,11 +33,13 @@ func TestConstsMatchC(t *testing.T) {
 		defines[m[1]] = n
 	}
 	wantDefines := map[string]int64{
-		"MAX_SERVICES":    maxServices,
-		"MAX_BACKENDS":    maxBackends,
-		"SEL_SLOTS":       selSlots,
-		"FLOW_TABLE_SIZE": DefaultFlowTableSize,
-		"LB_HASH_SEED":    hashSeed,
+		"MAX_SERVICES":           maxServices,
+		"MAX_BACKENDS":           maxBackends,
+		"SEL_SLOTS":              selSlots,
+		"FLOW_TABLE_SIZE":        DefaultFlowTableSize,
+		"LB_HASH_SEED":           hashSeed,
+		"UNCONFIRMED_TABLE_SIZE": DefaultUnconfirmedTableSize,
+		"MAX_EXT_HDRS":           maxExtHdrs,
 	}
 	if diff := cmp.Diff(wantDefines, defines); diff != "" {
 		t.Errorf("#defines differ (-go +c):\n%s", diff)
@@ -56,11 +58,13 @@ func TestConstsMatchC(t *testing.T) {
 	}
 	wantEnums := map[string]int64{
 		"LB_AF_INET":    afInet,
-		"LB_AF_INET6":   10,
+		"LB_AF_INET6":   afInet6,
 		"SVC_F_RR":      svcFlagRR,
 		"BE_F_UP":       beFlagUp,
 		"LB_METHOD_DR":  methodDR,
-		"PASS_NOT_IPV4": 0,
+		"LB_METHOD_TUN": methodTUN,
+		"LB_METHOD_NAT": methodNAT,
+		"PASS_NOT_IP":   0,
 	}
 	if diff := cmp.Diff(wantEnums, enumVals); diff != "" {
 		t.Errorf("enum values differ (-go +c):\n%s", diff)

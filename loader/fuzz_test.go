@@ -17,6 +17,11 @@ func FuzzProgram(f *testing.F) {
 	f.Add(tcpTo(1000, func(o *packets.Options) { o.MF = true }))
 	f.Add(packets.VLAN(tcpTo(1000), 7))
 	f.Add(tcpTo(1000)[:14+20+10])
+	f.Add(tcp6To(1000))
+	f.Add(tcp6To(1000, exts(packets.Ext{Type: 0, Body: []byte{1, 4}}, packets.FragmentExt(0, false, 1))))
+	f.Add(udp6To(53))
+	f.Add(fragNeeded(quoted(vip, client, 80, 1000, false, 8)))
+	f.Add(tooBig(quoted(vip6, client6, 80, 1000, false, 8)))
 
 	requireBPF(f)
 	res := goldenResolver()
@@ -24,6 +29,7 @@ func FuzzProgram(f *testing.F) {
 	if err := l.Apply(context.Background(), *snap(
 		svc(tcp80, "mh", be(beA, 1, true), be(beB, 1, true)),
 		svc(udp53, "rr", be(beR, 1, true)),
+		svc(tcp6, "mh", be6(beA6, 1, true), be6(beB6, 1, true)),
 	)); err != nil {
 		f.Fatal(err)
 	}

@@ -38,10 +38,12 @@ var (
 	beR = netip.MustParseAddr("10.2.0.1") // on another interface: redirected
 
 	beMACs = map[netip.Addr]net.HardwareAddr{
-		beA: mac("02:00:00:00:01:01"),
-		beB: mac("02:00:00:00:01:02"),
-		beC: mac("02:00:00:00:01:03"),
-		beR: mac("02:00:00:00:02:01"),
+		beA:  mac("02:00:00:00:01:01"),
+		beB:  mac("02:00:00:00:01:02"),
+		beC:  mac("02:00:00:00:01:03"),
+		beR:  mac("02:00:00:00:02:01"),
+		beA6: mac("02:00:00:00:06:01"),
+		beB6: mac("02:00:00:00:06:02"),
 	}
 
 	tcp80 = director.ServiceKey{VIP: vip, Port: 80, Proto: director.TCP}
@@ -59,6 +61,7 @@ func goldenResolver() *fakeResolver {
 		r.set(a, h)
 	}
 	r.vips[vip] = loIfindex
+	r.vips[vip6] = loIfindex
 	return r
 }
 
@@ -120,6 +123,8 @@ type step struct {
 	wantSvc     director.ServiceKey
 	wantBackend netip.Addr
 	wantNewFlow bool
+	ingress     uint32 // ifindex the packet arrives on; 0 means loopback
+	do          func() // runs after setup, before the packet
 }
 
 func TestGolden(t *testing.T) {
@@ -218,10 +223,10 @@ func TestGolden(t *testing.T) {
 		{"wrong port", []step{pass(tcpTo(1000, func(o *packets.Options) { o.DstPort = 443 }), ReasonPassNotVIP)}},
 		{"wrong proto", []step{pass(udpTo(80), ReasonPassNotVIP)}},
 		{"icmp to VIP", []step{pass(patch(udpTo(80), ipHdr+9, 1), ReasonPassNotL4)}},
-		{"arp", []step{pass(packets.ARPRequest(packets.Options{Src: client, Dst: vip}), ReasonPassNotIPv4)}},
-		{"ipv6", []step{pass(packets.UDP6(packets.Options{Src: netip.MustParseAddr("2001:db8::1"),
-			Dst: netip.MustParseAddr("2001:db8::2"), SrcPort: 1, DstPort: 80}), ReasonPassNotIPv4)}},
-		{"vlan tagged", []step{pass(packets.VLAN(tcpTo(1000), 10), ReasonPassNotIPv4)}},
+		{"arp", []step{pass(packets.ARPRequest(packets.Options{Src: client, Dst: vip}), ReasonPassNotIP)}},
+		{"ipv6 not a VIP", []step{pass(packets.UDP6(packets.Options{Src: netip.MustParseAddr("2001:db8::1"),
+			Dst: netip.MustParseAddr("2001:db8::2"), SrcPort: 1, DstPort: 80}), ReasonPassNotVIP)}},
+		{"vlan tagged", []step{pass(packets.VLAN(tcpTo(1000), 10), ReasonPassNotIP)}},
 		{"truncated ip header", []step{pass(tcpTo(1000)[:ipHdr+19], ReasonPassTruncated)}},
 		// BPF_PROG_TEST_RUN refuses frames shorter than an Ethernet header, so the shortest
 		// frame testable is the bare header; the C checks the Ethernet bound all the same.
@@ -265,35 +270,52 @@ func TestGolden(t *testing.T) {
 	}
 
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			pinCPU(t) // subtests run on goroutines of their own
-			res := goldenResolver()
-			l := newTestLoader(t, res)
-			for i, s := range tt.steps {
-				if s.resolve != nil {
-					s.resolve(res)
-				}
-				if s.setup != nil {
-					if err := l.Apply(context.Background(), *s.setup); err != nil {
-						t.Fatalf("step %d: Apply: %v", i, err)
-					}
-				}
-				before := readStats(t, l)
-				// The ingress must be a real device: loopback, where beR (ifindex 42) is not.
-				verdict, out := run(t, l.Program(), s.in, loIfindex)
-				if verdict != s.wantVerdict {
-					t.Errorf("step %d: verdict %d, want %d", i, verdict, s.wantVerdict)
-				}
-				want := s.wantOut
-				if want == nil {
-					want = s.in
-				}
-				if diff := cmp.Diff(hex.Dump(want), hex.Dump(out)); diff != "" {
-					t.Errorf("step %d: frame mismatch (-want +got):\n%s", i, diff)
-				}
-				checkStats(t, i, before, readStats(t, l), s, uint64(len(s.in)))
+		t.Run(tt.name, func(t *testing.T) { runSteps(t, tt.steps) })
+	}
+}
+
+// runSteps runs the steps through a fresh loader on the golden resolver, checking every verdict,
+// frame and counter.
+func runSteps(t *testing.T, steps []step) {
+	t.Helper()
+	pinCPU(t) // subtests run on goroutines of their own
+	res := goldenResolver()
+	runStepsOn(t, newTestLoader(t, res), res, steps)
+}
+
+// runStepsOn runs the steps through l; res, if not nil, is the resolver the steps may change.
+func runStepsOn(t *testing.T, l *Loader, res *fakeResolver, steps []step) {
+	t.Helper()
+	for i, s := range steps {
+		if s.resolve != nil {
+			s.resolve(res)
+		}
+		if s.setup != nil {
+			if err := l.Apply(context.Background(), *s.setup); err != nil {
+				t.Fatalf("step %d: Apply: %v", i, err)
 			}
-		})
+		}
+		if s.do != nil {
+			s.do()
+		}
+		before := readStats(t, l)
+		// The ingress must be a real device: loopback, where beR (ifindex 42) is not.
+		ingress := s.ingress
+		if ingress == 0 {
+			ingress = loIfindex
+		}
+		verdict, out := run(t, l.Program(), s.in, ingress)
+		if verdict != s.wantVerdict {
+			t.Errorf("step %d: verdict %d, want %d", i, verdict, s.wantVerdict)
+		}
+		want := s.wantOut
+		if want == nil {
+			want = s.in
+		}
+		if diff := cmp.Diff(hex.Dump(want), hex.Dump(out)); diff != "" {
+			t.Errorf("step %d: frame mismatch (-want +got):\n%s", i, diff)
+		}
+		checkStats(t, i, before, readStats(t, l), s, uint64(len(s.in)))
 	}
 }
 
@@ -320,7 +342,12 @@ func checkStats(t *testing.T, i int, before, after Stats, s step, size uint64) {
 		t.Errorf("step %d: reason counters (-want +got):\n%s", i, diff)
 	}
 
-	forwarded := s.wantReason == ReasonTxDR || s.wantReason == ReasonRedirectDR
+	var forwarded bool
+	switch s.wantReason {
+	case ReasonTxDR, ReasonRedirectDR, ReasonTxTUN, ReasonRedirectTUN, ReasonPassNoNeigh,
+		ReasonTxNAT, ReasonRedirectNAT:
+		forwarded = true
+	}
 	one := Counters{Packets: 1, Bytes: size}
 	if s.wantNewFlow {
 		one.NewFlows = 1

@@ -10,18 +10,51 @@ import (
 const jhashInitval = 0xdeadbeef
 
 // SourceHash is the hash the XDP program computes of a client address to index a hashing
-// service's (mh) selection table: the entry used is SourceHash(client) % table size. It is the
-// kernel's jhash_1word of the address as a host-order number, seeded with LB_HASH_SEED.
+// service's (mh) selection table: the entry used is SourceHash(client) % table size. For IPv4 it
+// is the kernel's jhash_1word of the address as a host-order number, for IPv6 the kernel's jhash2
+// of its four words, seeded with LB_HASH_SEED.
 func SourceHash(client netip.Addr) uint32 {
-	a4 := client.Unmap().As4()
-	return jhash1Word(binary.BigEndian.Uint32(a4[:]), hashSeed)
+	client = client.Unmap()
+	if client.Is4() {
+		a4 := client.As4()
+		return jhash1Word(binary.BigEndian.Uint32(a4[:]), hashSeed)
+	}
+	a := client.As16()
+	return jhash4Words(binary.BigEndian.Uint32(a[0:]), binary.BigEndian.Uint32(a[4:]),
+		binary.BigEndian.Uint32(a[8:]), binary.BigEndian.Uint32(a[12:]), hashSeed)
 }
 
-// jhash1Word is the kernel's jhash_1word.
-func jhash1Word(a, initval uint32) uint32 {
-	initval += jhashInitval + 1<<2
-	a += initval
-	b, c := initval, initval
+// jhash4Words is the kernel's jhash2 of four words.
+func jhash4Words(w0, w1, w2, w3, initval uint32) uint32 {
+	a := jhashInitval + 4<<2 + initval
+	b, c := a, a
+	a += w0
+	b += w1
+	c += w2
+	a -= c
+	a ^= bits.RotateLeft32(c, 4)
+	c += b
+	b -= a
+	b ^= bits.RotateLeft32(a, 6)
+	a += c
+	c -= b
+	c ^= bits.RotateLeft32(b, 8)
+	b += a
+	a -= c
+	a ^= bits.RotateLeft32(c, 16)
+	c += b
+	b -= a
+	b ^= bits.RotateLeft32(a, 19)
+	a += c
+	c -= b
+	c ^= bits.RotateLeft32(b, 4)
+	b += a
+	a += w3
+	return jhashFinal(a, b, c)
+}
+
+// jhashFinal is lookup3's final mixing of three words.
+func jhashFinal(a, b, c uint32) uint32 {
 	c ^= b
 	c -= bits.RotateLeft32(b, 14)
 	a ^= c
@@ -37,4 +70,10 @@ func jhash1Word(a, initval uint32) uint32 {
 	c ^= b
 	c -= bits.RotateLeft32(b, 24)
 	return c
+}
+
+// jhash1Word is the kernel's jhash_1word.
+func jhash1Word(a, initval uint32) uint32 {
+	initval += jhashInitval + 1<<2
+	return jhashFinal(a+initval, initval, initval)
 }

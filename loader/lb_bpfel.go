@@ -24,6 +24,9 @@ type lbBackendValue struct {
 	Dmac    [6]uint8
 	Smac    [6]uint8
 	SvcId   uint32
+	TunSrc  [16]uint8
+	Port    uint16
+	Pad2    [2]uint8
 }
 
 type lbFlowKey struct {
@@ -51,6 +54,14 @@ type lbLbStats struct {
 	NewFlows uint64
 }
 
+type lbNatValue struct {
+	_       structs.HostLayout
+	Vip     [16]uint8
+	Vport   uint16
+	Pad     [2]uint8
+	Backend uint32
+}
+
 type lbSvcKey struct {
 	_      structs.HostLayout
 	Addr   [16]uint8
@@ -71,15 +82,18 @@ type lbSvcValue struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	lbMapBackends    = "backends"
-	lbMapBeStats     = "be_stats"
-	lbMapFlows       = "flows"
-	lbMapReasonStats = "reason_stats"
-	lbMapRrPos       = "rr_pos"
-	lbMapSelTables   = "sel_tables"
-	lbMapServices    = "services"
-	lbMapSvcStats    = "svc_stats"
-	lbProgXdpLb      = "xdp_lb"
+	lbMapBackends       = "backends"
+	lbMapBeStats        = "be_stats"
+	lbMapFlows          = "flows"
+	lbMapNatFlows       = "nat_flows"
+	lbMapNatUnconfirmed = "nat_unconfirmed"
+	lbMapReasonStats    = "reason_stats"
+	lbMapRrPos          = "rr_pos"
+	lbMapSelTables      = "sel_tables"
+	lbMapServices       = "services"
+	lbMapSvcStats       = "svc_stats"
+	lbMapUnconfirmed    = "unconfirmed"
+	lbProgXdpLb         = "xdp_lb"
 )
 
 // loadLb returns the embedded CollectionSpec for lb.
@@ -131,14 +145,17 @@ type lbProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type lbMapSpecs struct {
-	Backends    *ebpf.MapSpec `ebpf:"backends"`
-	BeStats     *ebpf.MapSpec `ebpf:"be_stats"`
-	Flows       *ebpf.MapSpec `ebpf:"flows"`
-	ReasonStats *ebpf.MapSpec `ebpf:"reason_stats"`
-	RrPos       *ebpf.MapSpec `ebpf:"rr_pos"`
-	SelTables   *ebpf.MapSpec `ebpf:"sel_tables"`
-	Services    *ebpf.MapSpec `ebpf:"services"`
-	SvcStats    *ebpf.MapSpec `ebpf:"svc_stats"`
+	Backends       *ebpf.MapSpec `ebpf:"backends"`
+	BeStats        *ebpf.MapSpec `ebpf:"be_stats"`
+	Flows          *ebpf.MapSpec `ebpf:"flows"`
+	NatFlows       *ebpf.MapSpec `ebpf:"nat_flows"`
+	NatUnconfirmed *ebpf.MapSpec `ebpf:"nat_unconfirmed"`
+	ReasonStats    *ebpf.MapSpec `ebpf:"reason_stats"`
+	RrPos          *ebpf.MapSpec `ebpf:"rr_pos"`
+	SelTables      *ebpf.MapSpec `ebpf:"sel_tables"`
+	Services       *ebpf.MapSpec `ebpf:"services"`
+	SvcStats       *ebpf.MapSpec `ebpf:"svc_stats"`
+	Unconfirmed    *ebpf.MapSpec `ebpf:"unconfirmed"`
 }
 
 // lbVariableSpecs contains global variables before they are loaded into the kernel.
@@ -167,14 +184,17 @@ func (o *lbObjects) Close() error {
 //
 // It can be passed to loadLbObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lbMaps struct {
-	Backends    *ebpf.Map `ebpf:"backends"`
-	BeStats     *ebpf.Map `ebpf:"be_stats"`
-	Flows       *ebpf.Map `ebpf:"flows"`
-	ReasonStats *ebpf.Map `ebpf:"reason_stats"`
-	RrPos       *ebpf.Map `ebpf:"rr_pos"`
-	SelTables   *ebpf.Map `ebpf:"sel_tables"`
-	Services    *ebpf.Map `ebpf:"services"`
-	SvcStats    *ebpf.Map `ebpf:"svc_stats"`
+	Backends       *ebpf.Map `ebpf:"backends"`
+	BeStats        *ebpf.Map `ebpf:"be_stats"`
+	Flows          *ebpf.Map `ebpf:"flows"`
+	NatFlows       *ebpf.Map `ebpf:"nat_flows"`
+	NatUnconfirmed *ebpf.Map `ebpf:"nat_unconfirmed"`
+	ReasonStats    *ebpf.Map `ebpf:"reason_stats"`
+	RrPos          *ebpf.Map `ebpf:"rr_pos"`
+	SelTables      *ebpf.Map `ebpf:"sel_tables"`
+	Services       *ebpf.Map `ebpf:"services"`
+	SvcStats       *ebpf.Map `ebpf:"svc_stats"`
+	Unconfirmed    *ebpf.Map `ebpf:"unconfirmed"`
 }
 
 func (m *lbMaps) Close() error {
@@ -182,11 +202,14 @@ func (m *lbMaps) Close() error {
 		m.Backends,
 		m.BeStats,
 		m.Flows,
+		m.NatFlows,
+		m.NatUnconfirmed,
 		m.ReasonStats,
 		m.RrPos,
 		m.SelTables,
 		m.Services,
 		m.SvcStats,
+		m.Unconfirmed,
 	)
 }
 

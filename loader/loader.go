@@ -25,7 +25,8 @@ import (
 // maxConcurrentResolves bounds the next-hop lookups (and ARP probes) one Apply runs at once.
 const maxConcurrentResolves = 16
 
-// ErrUnsupported marks state the XDP data path cannot forward yet (IPv6, TUN, NAT); Apply
+// ErrUnsupported marks state the XDP data path cannot forward yet (forwarding between address
+// families); Apply
 // forwards everything else and returns it wrapped.
 var ErrUnsupported = director.ErrUnsupported
 
@@ -37,6 +38,11 @@ type Options struct {
 	Resolver Resolver
 	// FlowTableSize is the connection-table size; 0 means DefaultFlowTableSize.
 	FlowTableSize uint32
+	// UnconfirmedTableSize is the size of the table holding flows until their second packet
+	// (a handshake's ACK); 0 means DefaultUnconfirmedTableSize. A SYN flood churns this table
+	// only, so it bounds how long a handshake may take under a flood, not how many connections
+	// the director keeps.
+	UnconfirmedTableSize uint32
 	// NoAttach loads the program and writes maps but attaches nothing, for tests.
 	NoAttach bool
 }
@@ -60,6 +66,7 @@ type Loader struct {
 	slots    *idPool
 	vipErrs  map[netip.Addr]string  // last VIPInterface error logged per VIP
 	hopErrs  map[netip.Addr]string  // last NextHop error logged per backend address
+	tunErrs  map[netip.Addr]string  // last Route error logged per backend address
 	lastHops map[netip.Addr]NextHop // next hops in use, kept through failed refreshes
 	writes   int                    // map writes made, so tests can check Apply writes only deltas
 }
@@ -92,6 +99,9 @@ func New(opts Options) (*Loader, error) {
 	if opts.FlowTableSize != 0 {
 		spec.Maps[lbMapFlows].MaxEntries = opts.FlowTableSize
 	}
+	if opts.UnconfirmedTableSize != 0 {
+		spec.Maps[lbMapUnconfirmed].MaxEntries = opts.UnconfirmedTableSize
+	}
 	inner := spec.Maps[lbMapSelTables].InnerMap
 	if inner == nil {
 		return nil, errors.New("load xdp spec: sel_tables has no inner map")
@@ -114,6 +124,7 @@ func New(opts Options) (*Loader, error) {
 		slots:    newIDPool(selSlots),
 		vipErrs:  map[netip.Addr]string{},
 		hopErrs:  map[netip.Addr]string{},
+		tunErrs:  map[netip.Addr]string{},
 	}
 	if l.log == nil {
 		l.log = slog.Default()
@@ -170,8 +181,8 @@ func (l *Loader) Apply(ctx context.Context, s director.Snapshot) error {
 	for i := range s.Services {
 		svc := &s.Services[i]
 		switch {
-		case !svc.Key.VIP.Is4():
-			errs = append(errs, fmt.Errorf("service %s: IPv6: %w", svc.Key, ErrUnsupported))
+		case !svc.Key.VIP.IsValid() || svc.Key.VIP.Is4In6() || svc.Key.VIP.Zone() != "":
+			errs = append(errs, fmt.Errorf("service %s: VIP must be a plain IPv4 or IPv6 address", svc.Key))
 			continue
 		case svc.Key.Proto != director.TCP && svc.Key.Proto != director.UDP:
 			errs = append(errs, fmt.Errorf("service %s: protocol: %w", svc.Key, ErrUnsupported))
@@ -185,8 +196,9 @@ func (l *Loader) Apply(ctx context.Context, s director.Snapshot) error {
 		order = append(order, svc)
 	}
 
+	routes := l.resolveRoutes(ctx, order)
 	if !l.noAttach {
-		errs = append(errs, l.syncAttachments(order)...)
+		errs = append(errs, l.syncAttachments(order, routes)...)
 	}
 	hops := l.resolveNextHops(ctx, order)
 
@@ -204,7 +216,7 @@ func (l *Loader) Apply(ctx context.Context, s director.Snapshot) error {
 		}
 	}
 	for _, svc := range order {
-		if err := l.syncService(svc, hops); err != nil {
+		if err := l.syncService(svc, hops, routes); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -215,10 +227,18 @@ func compareKeys(a, b director.ServiceKey) int {
 	return cmp.Or(a.VIP.Compare(b.VIP), cmp.Compare(a.Port, b.Port), cmp.Compare(a.Proto, b.Proto))
 }
 
-// syncAttachments attaches the program to every interface carrying a VIP and detaches it from the
-// others. A VIP on no interface is normal on a VRRP backup, so it is logged, not an error.
-func (l *Loader) syncAttachments(order []*director.Service) []error {
+// syncAttachments attaches the program to every interface carrying a VIP or leading to a NAT
+// real server (whose replies it translates back) and detaches it from the others. A VIP on no
+// interface is normal on a VRRP backup, so it is logged, not an error.
+func (l *Loader) syncAttachments(order []*director.Service, routes map[netip.Addr]Route) []error {
 	need := map[int]string{}
+	for _, svc := range order {
+		for _, b := range svc.Backends {
+			if rt, ok := routes[b.Addr]; ok && b.Method == director.MethodNAT {
+				need[rt.Ifindex] = rt.Ifname
+			}
+		}
+	}
 	for _, svc := range order {
 		vip := svc.Key.VIP
 		ifindex, name, err := l.res.VIPInterface(vip)
@@ -291,7 +311,7 @@ func (l *Loader) resolveNextHops(ctx context.Context, order []*director.Service)
 	seen := map[netip.Addr]bool{}
 	for _, svc := range order {
 		for _, b := range svc.Backends {
-			if seen[b.Addr] || !b.Up || b.Method != director.MethodDR || !b.Addr.Is4() {
+			if seen[b.Addr] || !b.Up || b.Method != director.MethodDR || !forwardable(svc.Key, b) {
 				continue
 			}
 			seen[b.Addr] = true
@@ -389,11 +409,28 @@ func resolveIn(ns netns.NsHandle, fn func() (NextHop, error)) (NextHop, error) {
 	return fn()
 }
 
+// forwardable reports whether the data path can forward traffic of service key to b: by DR, TUN
+// or NAT, to a real server of the VIP's address family (DR sends the packet unchanged, VIP
+// included; TUN encapsulates it in IPIP or IP6IP6; NAT rewrites addresses of one family).
+func forwardable(key director.ServiceKey, b director.Backend) bool {
+	switch b.Method {
+	case director.MethodDR, director.MethodTUN, director.MethodNAT:
+	default:
+		return false
+	}
+	return b.Addr.Is4() == key.VIP.Is4() && !b.Addr.Is4In6() && b.Addr.Zone() == ""
+}
+
+// routed reports whether the program routes b's packets itself with the FIB (TUN and NAT).
+func routed(b director.Backend) bool {
+	return b.Method == director.MethodTUN || b.Method == director.MethodNAT
+}
+
 // wantsHop reports whether some up DR backend of order has address a.
 func (l *Loader) wantsHop(order []*director.Service, a netip.Addr) bool {
 	for _, svc := range order {
 		for _, b := range svc.Backends {
-			if b.Addr == a && b.Up && b.Method == director.MethodDR {
+			if b.Addr == a && b.Up && b.Method == director.MethodDR && forwardable(svc.Key, b) {
 				return true
 			}
 		}
@@ -401,9 +438,50 @@ func (l *Loader) wantsHop(order []*director.Service, a netip.Addr) bool {
 	return false
 }
 
+// resolveRoutes finds the route to every up TUN and NAT backend. The program takes next hops
+// from the FIB per packet, so only the source (TUN) and interface (NAT) are resolved here; a
+// backend without a route is ineligible. Failures are logged when they first occur or change.
+func (l *Loader) resolveRoutes(ctx context.Context, order []*director.Service) map[netip.Addr]Route {
+	srcs := map[netip.Addr]Route{}
+	rr, _ := l.res.(RouteResolver)
+	for _, svc := range order {
+		for _, b := range svc.Backends {
+			if _, done := srcs[b.Addr]; done || !b.Up || !routed(b) || !forwardable(svc.Key, b) {
+				continue
+			}
+			var rt Route
+			err := fmt.Errorf("route to %s: resolver has no Route", b.Addr)
+			if rr != nil {
+				rt, err = rr.Route(ctx, b.Addr)
+			}
+			if err == nil && (!rt.Src.IsValid() || rt.Src.Is4() != b.Addr.Is4() || rt.Ifindex <= 0) {
+				err = fmt.Errorf("route to %s: incomplete %+v", b.Addr, rt)
+			}
+			if err != nil {
+				if l.tunErrs[b.Addr] != err.Error() {
+					l.log.Warn("cannot route to real server; sending it no traffic", "addr", b.Addr, "err", err)
+					l.tunErrs[b.Addr] = err.Error()
+				}
+				continue
+			}
+			if _, ok := l.tunErrs[b.Addr]; ok {
+				l.log.Info("real server routed again", "addr", b.Addr)
+				delete(l.tunErrs, b.Addr)
+			}
+			srcs[b.Addr] = rt
+		}
+	}
+	for a := range l.tunErrs {
+		if _, ok := srcs[a]; ok {
+			delete(l.tunErrs, a)
+		}
+	}
+	return srcs
+}
+
 // syncService writes the deltas of one service: backends turning up before the table that lists
 // them, then the table and service value, then backends turning down or removed.
-func (l *Loader) syncService(svc *director.Service, hops map[netip.Addr]NextHop) error {
+func (l *Loader) syncService(svc *director.Service, hops map[netip.Addr]NextHop, routes map[netip.Addr]Route) error {
 	st := l.services[svc.Key]
 	if st == nil {
 		id, ok := l.svcIDs.get()
@@ -433,7 +511,8 @@ func (l *Loader) syncService(svc *director.Service, hops map[netip.Addr]NextHop)
 			continue
 		}
 		seen[ap] = true
-		if b.Method != director.MethodDR || !b.Addr.Is4() {
+		ok := forwardable(svc.Key, b)
+		if !ok {
 			errs = append(errs, fmt.Errorf("service %s backend %s %s: %w", svc.Key, ap, b.Method, ErrUnsupported))
 		}
 		bs := st.backends[ap]
@@ -453,18 +532,33 @@ func (l *Loader) syncService(svc *director.Service, hops map[netip.Addr]NextHop)
 			st.backends[ap] = bs
 		}
 
-		val := lbBackendValue{Family: afInet, Method: methodDR, SvcId: id}
-		if b.Addr.Is4() {
-			a4 := b.Addr.As4()
-			copy(val.Addr[:], a4[:])
+		val := lbBackendValue{Method: methodDR, SvcId: id}
+		val.Family, val.Addr = addrKey(b.Addr)
+		var usable bool
+		switch b.Method {
+		case director.MethodDR:
+			var hop NextHop
+			hop, usable = hops[b.Addr]
+			if usable && ok && b.Up {
+				val.Ifindex = uint32(hop.Ifindex)
+				copy(val.Dmac[:], hop.DstMAC)
+				copy(val.Smac[:], hop.SrcMAC)
+			}
+		case director.MethodTUN:
+			var rt Route
+			rt, usable = routes[b.Addr]
+			val.Method = methodTUN
+			if usable && ok && b.Up {
+				_, val.TunSrc = addrKey(rt.Src)
+			}
+		case director.MethodNAT:
+			_, usable = routes[b.Addr]
+			val.Method = methodNAT
+			val.Port = htons(b.Port)
 		}
-		hop, usable := hops[b.Addr]
-		usable = usable && b.Method == director.MethodDR && b.Addr.Is4()
+		usable = usable && ok
 		if usable && b.Up {
 			val.Flags = beFlagUp
-			val.Ifindex = uint32(hop.Ifindex)
-			copy(val.Dmac[:], hop.DstMAC)
-			copy(val.Smac[:], hop.SrcMAC)
 		}
 		if usable && b.Eligible() {
 			eligible = append(eligible, sched.Backend{ID: bs.id, Key: ap.String(), Weight: b.Weight})
@@ -653,10 +747,20 @@ func resetPerCPU[T any](l *Loader, m *ebpf.Map, key uint32, zero T) error {
 
 // svcKey is the services key of k.
 func svcKey(k director.ServiceKey) lbSvcKey {
-	a4 := k.VIP.As4()
-	key := lbSvcKey{Port: htons(k.Port), Proto: uint8(k.Proto), Family: afInet}
-	copy(key.Addr[:], a4[:])
+	key := lbSvcKey{Port: htons(k.Port), Proto: uint8(k.Proto)}
+	key.Family, key.Addr = addrKey(k.VIP)
 	return key
+}
+
+// addrKey is a's family and its 16-byte form in the maps: IPv4 in the first 4 bytes.
+func addrKey(a netip.Addr) (uint8, [16]uint8) {
+	var out [16]uint8
+	if a.Is4() {
+		a4 := a.As4()
+		copy(out[:], a4[:])
+		return afInet, out
+	}
+	return afInet6, a.As16()
 }
 
 // htons converts to network byte order, in which the C side stores ports.

@@ -1,5 +1,6 @@
-// Package packets builds Ethernet frames carrying IPv4 (RFC 791) with TCP (RFC 793) or UDP
-// (RFC 768), with correct checksums, for golden packet tests. Every field a test may vary is an
+// Package packets builds Ethernet frames carrying IPv4 (RFC 791) or IPv6 (RFC 8200, with
+// extension headers) with TCP (RFC 793) or UDP (RFC 768), with correct checksums, for golden
+// packet tests. Every field a test may vary is an
 // option; nothing is validated, so tests can build malformed packets on purpose.
 package packets
 
@@ -46,6 +47,8 @@ type Options struct {
 	MF             bool   // more fragments
 	FragOffset     uint16 // fragment offset in 8-byte units
 	IPOptions      []byte // zero-padded to a multiple of 4 bytes
+	ExtHeaders     []Ext  // IPv6 extension headers, in order, before the transport header
+	FlowLabel      uint32 // IPv6 flow label (20 bits)
 	TCPFlags       uint8  // default ACK
 	Seq, Ack       uint32
 	Payload        []byte
@@ -69,9 +72,39 @@ func (o *Options) defaults() {
 	}
 }
 
+// Ext is an IPv6 extension header: its type (0 hop-by-hop, 43 routing, 44 fragment, 60
+// destination options) and the bytes after its next-header and length fields. Options headers
+// are zero-padded to a multiple of 8 bytes; a fragment header's body is its 6 bytes.
+type Ext struct {
+	Type uint8
+	Body []byte
+}
+
+// FragmentExt is an IPv6 fragment header at offset (in 8-byte units) with the M flag and id.
+func FragmentExt(offset uint16, more bool, id uint32) Ext {
+	b := make([]byte, 6)
+	v := offset << 3
+	if more {
+		v |= 1
+	}
+	binary.BigEndian.PutUint16(b[0:], v)
+	binary.BigEndian.PutUint32(b[2:], id)
+	return Ext{Type: 44, Body: b}
+}
+
 // TCP returns an Ethernet/IPv4/TCP frame.
 func TCP(o Options) []byte {
 	o.defaults()
+	return ethernet(o, EtherTypeIPv4, ipv4(o, 6, tcp(o)))
+}
+
+// TCP6 returns an Ethernet/IPv6/TCP frame; Src and Dst must be IPv6.
+func TCP6(o Options) []byte {
+	o.defaults6()
+	return ethernet(o, EtherTypeIPv6, ipv6(o, 6, tcp(o)))
+}
+
+func tcp(o Options) []byte {
 	flags := o.TCPFlags
 	if flags == 0 {
 		flags = ACK
@@ -86,7 +119,7 @@ func TCP(o Options) []byte {
 	binary.BigEndian.PutUint16(seg[14:], 65535) // window
 	seg = append(seg, o.Payload...)
 	binary.BigEndian.PutUint16(seg[16:], L4Checksum(o.Src, o.Dst, 6, seg))
-	return ethernet(o, EtherTypeIPv4, ipv4(o, 6, seg))
+	return seg
 }
 
 // UDP returns an Ethernet/IPv4/UDP frame.
@@ -97,17 +130,97 @@ func UDP(o Options) []byte {
 
 // UDP6 returns an Ethernet/IPv6/UDP frame; Src and Dst must be IPv6.
 func UDP6(o Options) []byte {
+	o.defaults6()
+	return ethernet(o, EtherTypeIPv6, ipv6(o, 17, udp(o)))
+}
+
+// Default IPv6 addresses used when Options leaves them unset in IPv6 builders.
+var (
+	DefaultSrc6 = netip.MustParseAddr("2001:db8::1")
+	DefaultDst6 = netip.MustParseAddr("2001:db8:1::1")
+)
+
+func (o *Options) defaults6() {
+	if !o.Src.IsValid() {
+		o.Src = DefaultSrc6
+	}
+	if !o.Dst.IsValid() {
+		o.Dst = DefaultDst6
+	}
 	o.defaults()
-	seg := udp(o)
-	ip := make([]byte, 40, 40+len(seg))
-	ip[0] = 6 << 4
-	binary.BigEndian.PutUint16(ip[4:], uint16(len(seg)))
-	ip[6] = 17
+}
+
+// ipv6 is the IPv6 header and extension headers of o before payload, an upper-layer proto segment.
+func ipv6(o Options, proto uint8, payload []byte) []byte {
+	var ext []byte
+	for i, e := range o.ExtHeaders {
+		next := proto
+		if i+1 < len(o.ExtHeaders) {
+			next = o.ExtHeaders[i+1].Type
+		}
+		body := e.Body
+		if e.Type != 44 {
+			if pad := (len(body) + 2) % 8; pad != 0 {
+				body = append(append([]byte{}, body...), make([]byte, 8-pad)...)
+			}
+		}
+		hlen := byte(0)
+		if e.Type != 44 {
+			hlen = byte((len(body)+2)/8 - 1)
+		}
+		ext = append(ext, next, hlen)
+		ext = append(ext, body...)
+	}
+	ip := make([]byte, 40, 40+len(ext)+len(payload))
+	binary.BigEndian.PutUint32(ip[0:], 6<<28|o.FlowLabel&0xfffff)
+	binary.BigEndian.PutUint16(ip[4:], uint16(len(ext)+len(payload)))
+	ip[6] = proto
+	if len(o.ExtHeaders) > 0 {
+		ip[6] = o.ExtHeaders[0].Type
+	}
 	ip[7] = o.TTL
 	src, dst := o.Src.As16(), o.Dst.As16()
 	copy(ip[8:], src[:])
 	copy(ip[24:], dst[:])
-	return ethernet(o, EtherTypeIPv6, append(ip, seg...))
+	return append(append(ip, ext...), payload...)
+}
+
+// IPIP returns an Ethernet/IPv4 frame from Src to Dst carrying inner, an IP datagram without
+// its Ethernet header, as IP protocol 4 (RFC 2003): what an ipip tunnel sends.
+func IPIP(o Options, inner []byte) []byte {
+	o.defaults()
+	return ethernet(o, EtherTypeIPv4, ipv4(o, 4, inner))
+}
+
+// IP6IP6 returns an Ethernet/IPv6 frame from Src to Dst carrying inner, an IPv6 datagram without
+// its Ethernet header, as next header 41 (RFC 2473): what an ip6tnl tunnel sends.
+func IP6IP6(o Options, inner []byte) []byte {
+	o.defaults6()
+	return ethernet(o, EtherTypeIPv6, ipv6(o, 41, inner))
+}
+
+// ICMPFragNeeded returns an Ethernet/IPv4 ICMP "fragmentation needed" error (RFC 792, RFC 1191)
+// from Src to Dst announcing mtu and quoting quoted, the start of the IP datagram that was too big.
+func ICMPFragNeeded(o Options, mtu uint16, quoted []byte) []byte {
+	o.defaults()
+	msg := make([]byte, 8, 8+len(quoted))
+	msg[0], msg[1] = 3, 4
+	binary.BigEndian.PutUint16(msg[6:], mtu)
+	msg = append(msg, quoted...)
+	binary.BigEndian.PutUint16(msg[2:], Checksum(msg))
+	return ethernet(o, EtherTypeIPv4, ipv4(o, 1, msg))
+}
+
+// ICMPv6TooBig returns an Ethernet/IPv6 ICMPv6 "packet too big" error (RFC 4443) from Src to Dst
+// announcing mtu and quoting quoted, the start of the IPv6 packet that was too big.
+func ICMPv6TooBig(o Options, mtu uint32, quoted []byte) []byte {
+	o.defaults6()
+	msg := make([]byte, 8, 8+len(quoted))
+	msg[0] = 2
+	binary.BigEndian.PutUint32(msg[4:], mtu)
+	msg = append(msg, quoted...)
+	binary.BigEndian.PutUint16(msg[2:], L4Checksum(o.Src, o.Dst, 58, msg))
+	return ethernet(o, EtherTypeIPv6, ipv6(o, 58, msg))
 }
 
 // ARPRequest returns an Ethernet ARP request from Src/SrcMAC asking for Dst (RFC 826).

@@ -120,3 +120,86 @@ func TestFields(t *testing.T) {
 		t.Errorf("UDP6 segment sums to %#04x, want 0", got)
 	}
 }
+
+func TestIPv6ExtHeaders(t *testing.T) {
+	src, dst := netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("2001:db8::2")
+	f := TCP6(Options{Src: src, Dst: dst, SrcPort: 1, DstPort: 80, FlowLabel: 0xabcde,
+		ExtHeaders: []Ext{{Type: 0, Body: []byte{1, 0}}, FragmentExt(0, false, 0x01020304), {Type: 60}}})
+	ip := f[14:]
+	want := "6" + "00abcde" + // version, traffic class 0, flow label
+		"002c" + "00" + "40" + // payload 8+8+8+20, next: hop-by-hop, hop limit
+		"20010db8000000000000000000000001" + "20010db8000000000000000000000002" +
+		"2c00" + "010000000000" + // hop-by-hop: next fragment, 8 bytes, PadN body padded
+		"3c00" + "000001020304" + // fragment: next destination options, offset 0, id
+		"0600" + "000000000000" // destination options: next TCP, empty body padded
+	if got := hex.EncodeToString(ip[:40+24]); got != want {
+		t.Errorf("IPv6 and extension headers:\n got %s\nwant %s", got, want)
+	}
+	if got := L4Checksum(src, dst, 6, ip[40+24:]); got != 0 {
+		t.Errorf("TCP segment after extension headers sums to %#04x, want 0", got)
+	}
+	if got := len(f); got != 14+40+24+20 {
+		t.Errorf("len = %d, want %d", got, 14+40+24+20)
+	}
+	fr := FragmentExt(185, true, 7)
+	if got, want := hex.EncodeToString(fr.Body), "05c900000007"; got != want {
+		t.Errorf("FragmentExt body = %s, want %s", got, want)
+	}
+}
+
+func TestTunnels(t *testing.T) {
+	inner := TCP(Options{SrcPort: 1, DstPort: 80, DF: true})[14:]
+	outer := netip.MustParseAddr("10.0.0.1")
+	rs := netip.MustParseAddr("10.0.0.2")
+	f := IPIP(Options{Src: outer, Dst: rs, DF: true, ID: 9}, inner)
+	ip := f[14:34]
+	if got, want := hex.EncodeToString(ip[:10]), "4500"+"003c"+"0009"+"4000"+"40"+"04"; got != want {
+		t.Errorf("IPIP outer header = %s, want %s", got, want)
+	}
+	if got := Checksum(ip); got != 0 {
+		t.Errorf("IPIP outer header sums to %#04x, want 0", got)
+	}
+	if diff := cmp.Diff(hex.Dump(inner), hex.Dump(f[34:])); diff != "" {
+		t.Errorf("IPIP payload (-want +got):\n%s", diff)
+	}
+
+	inner6 := TCP6(Options{SrcPort: 1, DstPort: 80})[14:]
+	f6 := IP6IP6(Options{Src: netip.MustParseAddr("fd00::1"), Dst: netip.MustParseAddr("fd00::2")}, inner6)
+	if got, want := hex.EncodeToString(f6[12:14+8]), "86dd"+"60000000"+"003c"+"29"+"40"; got != want {
+		t.Errorf("IP6IP6 header = %s, want %s", got, want)
+	}
+	if diff := cmp.Diff(hex.Dump(inner6), hex.Dump(f6[14+40:])); diff != "" {
+		t.Errorf("IP6IP6 payload (-want +got):\n%s", diff)
+	}
+}
+
+func TestICMPErrors(t *testing.T) {
+	quoted := TCP(Options{SrcPort: 80, DstPort: 1000})[14 : 14+28]
+	f := ICMPFragNeeded(Options{}, 1400, quoted)
+	icmp := f[14+20:]
+	if got, want := hex.EncodeToString(icmp[:2]), "0304"; got != want {
+		t.Errorf("type and code = %s, want %s", got, want)
+	}
+	if got := Checksum(icmp); got != 0 {
+		t.Errorf("ICMP message sums to %#04x, want 0", got)
+	}
+	if got, want := hex.EncodeToString(icmp[6:8]), "0578"; got != want {
+		t.Errorf("next-hop MTU = %s, want %s", got, want)
+	}
+	if f[14+9] != 1 {
+		t.Errorf("IP protocol %d, want 1", f[14+9])
+	}
+
+	quoted6 := TCP6(Options{SrcPort: 80, DstPort: 1000})[14:]
+	src, dst := netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("2001:db8::2")
+	f6 := ICMPv6TooBig(Options{Src: src, Dst: dst}, 1280, quoted6)
+	if got := L4Checksum(src, dst, 58, f6[14+40:]); got != 0 {
+		t.Errorf("ICMPv6 message sums to %#04x, want 0", got)
+	}
+	if got, want := hex.EncodeToString(f6[14+40:14+42])+hex.EncodeToString(f6[14+44:14+48]), "0200"+"00000500"; got != want {
+		t.Errorf("ICMPv6 type, code and MTU = %s, want %s", got, want)
+	}
+	if f6[14+6] != 58 {
+		t.Errorf("next header %d, want 58", f6[14+6])
+	}
+}

@@ -29,6 +29,9 @@ type inherited struct {
 	connectTimeout   *time.Duration
 	retry            *int
 	delayBeforeRetry *time.Duration
+	warmup           *time.Duration
+	alpha            *bool
+	virtualhost      *string
 }
 
 func pick[T any](def T, levels ...*T) T {
@@ -52,6 +55,7 @@ func (p *parser) build(nodes []*node) *Config {
 	}
 	seenVS := map[vsKey]Pos{}
 	seenVRRP := map[string]Pos{}
+	var vrrpNodes []*node
 	for _, n := range nodes {
 		switch n.name {
 		case "global_defs":
@@ -62,12 +66,17 @@ func (p *parser) build(nodes []*node) *Config {
 				// Checked even when vs has other errors, so every problem shows in one run.
 				k := vsKey{vs.Addr, vs.Port, vs.Protocol}
 				if first, dup := seenVS[k]; dup {
-					p.errorf(n.pos, "duplicate virtual_server %s %d %s: first defined at %s", vs.Addr, vs.Port, vs.Protocol, first)
+					// keepalived -t accepts this (IPVS would refuse the second service at run time).
+					p.warnf(n.pos, "duplicate virtual_server %s %d %s ignored: first defined at %s", vs.Addr, vs.Port, vs.Protocol, first)
 					continue
 				}
 				seenVS[k] = n.pos
 			}
-			if ok {
+			switch {
+			case ok && (vs.FWMark != 0 || vs.Group != ""):
+				p.warnf(n.pos, "virtual_server %s parsed, not supported yet: not served", vs.service())
+				cfg.OtherVirtualServers = append(cfg.OtherVirtualServers, vs)
+			case ok:
 				cfg.VirtualServers = append(cfg.VirtualServers, vs)
 			}
 		case "vrrp_instance":
@@ -81,9 +90,55 @@ func (p *parser) build(nodes []*node) *Config {
 			}
 			seenVRRP[vi.Name] = n.pos
 			cfg.VRRPInstances = append(cfg.VRRPInstances, vi)
+			vrrpNodes = append(vrrpNodes, n)
+		case "vrrp_script":
+			p.notYet(n, topLevelUnsupported)
+			if s, ok := p.vrrpScript(n); ok {
+				cfg.VRRPScripts = append(cfg.VRRPScripts, s)
+			}
+		case "vrrp_sync_group":
+			p.notYet(n, topLevelUnsupported)
+			if g, ok := p.vrrpSyncGroup(n); ok {
+				cfg.VRRPSyncGroups = append(cfg.VRRPSyncGroups, g)
+			}
+		case "track_file", "vrrp_track_file":
+			p.notYet(n, topLevelUnsupported)
+			if n.name == "vrrp_track_file" {
+				p.warnf(n.pos, "vrrp_track_file is the old spelling of track_file; use track_file")
+			}
+			if f, ok := p.trackFile(n); ok {
+				cfg.TrackFiles = append(cfg.TrackFiles, f)
+			}
+		case "virtual_server_group":
+			if g, ok := p.virtualServerGroup(n); ok {
+				cfg.VirtualServerGroups = append(cfg.VirtualServerGroups, g)
+			}
+		case "SSL":
+			p.notYet(n, topLevelUnsupported)
+			cfg.SSL = p.sslBlock(n)
 		default:
 			p.other(n, "at the top level", topLevelUnsupported, topLevelSupported)
 		}
+	}
+	for _, vs := range cfg.OtherVirtualServers {
+		if vs.Group == "" {
+			continue
+		}
+		found := false
+		for _, g := range cfg.VirtualServerGroups {
+			found = found || g.Name == vs.Group
+		}
+		if !found {
+			// keepalived -t accepts this; the service simply has no addresses.
+			p.warnf(vs.Pos, "virtual_server group %s: no virtual_server_group %s is defined, so it serves no address", vs.Group, vs.Group)
+		}
+	}
+	p.dropUntrackedFileChecks(cfg.VirtualServers, cfg)
+	p.dropUntrackedFileChecks(cfg.OtherVirtualServers, cfg)
+	// Instance defaults depend on global_defs, wherever in the file it is.
+	for i := range cfg.VRRPInstances {
+		p.finishVRRPInstance(vrrpNodes[i], &cfg.VRRPInstances[i], &cfg.Global)
+		p.resolveTracks(vrrpNodes[i], &cfg.VRRPInstances[i], cfg)
 	}
 	p.sortDiagnostics()
 	return cfg
@@ -96,17 +151,22 @@ func (p *parser) other(n *node, where string, unsupported []string, candidates .
 	case contains(unsupported, n.name):
 		p.warnf(n.pos, "%s parsed, not supported yet", n.name)
 	case strings.HasPrefix(n.name, "$"):
-		p.errorf(n.pos, "parameter substitution (%s) is not supported yet: expected plain keywords", quote(n.name))
-	case strings.HasPrefix(n.name, "@"):
-		p.errorf(n.pos, "conditional configuration (%s) is not supported yet: expected plain keywords", quote(n.name))
+		p.errorf(n.pos, "undefined parameter %s: expected a $NAME=VALUE definition before its use", quote(n.name))
 	case strings.HasPrefix(n.name, "~"):
-		p.errorf(n.pos, "sequence expansion (%s) is not supported yet: expected plain keywords", quote(n.name))
+		p.errorf(n.pos, "invalid sequence %s: expected ~SEQ(var, start, step, end) or ~LST(var, values...)", quote(n.name))
 	default:
 		msg := sprintf("unknown keyword %s %s, ignored", quote(n.name), where)
 		if s := suggest(n.name, append(candidates, unsupported)...); s != "" {
 			msg += sprintf("; did you mean %s?", s)
 		}
 		p.warnf(n.pos, "%s", msg)
+	}
+}
+
+// notYet warns that n is parsed but not acted on yet, when its keyword is in unsupported.
+func (p *parser) notYet(n *node, unsupported []string) {
+	if contains(unsupported, n.name) {
+		p.warnf(n.pos, "%s parsed, not supported yet", n.name)
 	}
 }
 
@@ -290,6 +350,10 @@ func (p *parser) globalDefs(n *node, g *GlobalDefs) {
 				g.RouterID = t.text
 			}
 		default:
+			if p.globalField(c, g) {
+				p.notYet(c, globalDefsUnsupported)
+				continue
+			}
 			p.other(c, "in global_defs", globalDefsUnsupported, globalDefsSupported)
 		}
 	}
@@ -304,15 +368,40 @@ func (p *parser) virtualServer(n *node) (vs VirtualServer, ok, identified bool) 
 		p.needBlock(n)
 		return vs, false, false
 	}
+	var addr netip.Addr
 	switch a := n.args[0]; a.text {
 	case "fwmark", "group":
-		p.errorf(a.pos, "virtual_server %s is not supported yet: expected virtual_server IP PORT", a.text)
-		return vs, false, false
+		if len(n.args) < 2 {
+			p.errorf(a.pos, "virtual_server %s needs a value: expected virtual_server %s %s", a.text, a.text,
+				map[string]string{"fwmark": "MARK", "group": "NAME"}[a.text])
+			p.needBlock(n)
+			return vs, false, false
+		}
+		ok = true
+		if a.text == "group" {
+			vs.Group = n.args[1].text
+			p.extraArgs(n, 2)
+		} else {
+			v, err := parseInt(n.args[1].text, 1, 4294967295)
+			if err != nil {
+				p.errorf(n.args[1].pos, "invalid fwmark %s: %v", quote(n.args[1].text), err)
+				ok = false
+			}
+			vs.FWMark = uint32(v)
+			if len(n.args) > 2 && (n.args[2].text == "inet" || n.args[2].text == "inet6") {
+				vs.FWMarkFamily = n.args[2].text
+				p.extraArgs(n, 3)
+			} else {
+				p.extraArgs(n, 2)
+			}
+		}
+	default:
+		addr, ok = p.addrArg("virtual_server", n.args[0])
 	}
-	addr, ok := p.addrArg("virtual_server", n.args[0])
 	vs.Addr = addr
 	var portPos = n.pos
-	if len(n.args) > 1 {
+	byAddr := n.args[0].text != "fwmark" && n.args[0].text != "group"
+	if len(n.args) > 1 && byAddr {
 		portPos = n.args[1].pos
 		port, pok := p.portArg("virtual_server port", n.args[1], 0)
 		vs.Port = port
@@ -398,6 +487,10 @@ func (p *parser) virtualServer(n *node) (vs VirtualServer, ok, identified bool) 
 			}
 			fail(ok)
 		default:
+			if p.virtualServerExtra(c, &vs, &in, &okChildren) {
+				p.notYet(c, virtualServerUnsupported)
+				continue
+			}
 			if !p.inheritable(c, &in) {
 				p.other(c, "in virtual_server", virtualServerUnsupported, virtualServerSupported)
 			}
@@ -405,8 +498,8 @@ func (p *parser) virtualServer(n *node) (vs VirtualServer, ok, identified bool) 
 	}
 
 	// Defaults, as keepalived's validate_check_config applies them.
-	if !protoSet && ok {
-		p.warnf(n.pos, "virtual_server %s %d has no protocol: using UDP as keepalived does; add protocol TCP if that was meant", vs.Addr, vs.Port)
+	if !protoSet && ok && vs.FWMark == 0 {
+		p.warnf(n.pos, "virtual_server %s has no protocol: using UDP as keepalived does; add protocol TCP if that was meant", vs.service())
 	}
 	if vs.Protocol == "" {
 		vs.Protocol = UDP
@@ -420,25 +513,28 @@ func (p *parser) virtualServer(n *node) (vs VirtualServer, ok, identified bool) 
 	if vs.DelayLoop == 0 {
 		vs.DelayLoop = DefaultDelayLoop
 	}
-	if ok && vs.Port == 0 && vs.Persistence == 0 {
+	if vs.Quorum == 0 {
+		vs.Quorum = 1
+	}
+	if ok && vs.Port == 0 && vs.Persistence == 0 && vs.Addr.IsValid() {
 		p.errorf(portPos, "virtual_server %s has port 0: expected a port in 1..65535, or persistence_timeout for an all-ports service", vs.Addr)
 		ok = false
 	}
 	if len(rss) == 0 && ok {
-		p.warnf(n.pos, "virtual_server %s %d has no real servers", vs.Addr, vs.Port)
+		p.warnf(n.pos, "virtual_server %s has no real servers", vs.service())
 	}
 
 	seenRS := map[netip.AddrPort]Pos{}
 	for _, d := range rss {
 		rs := p.resolveRealServer(&vs, d, &in)
-		if !rs.Addr.IsValid() || !vs.Addr.IsValid() {
+		if !rs.Addr.IsValid() {
 			continue
 		}
 		kind := rs.LBKind
 		if kind == "" {
 			kind = vs.LBKind
 		}
-		if rs.Addr.Is4() != vs.Addr.Is4() && kind != TUN {
+		if vs.Addr.IsValid() && rs.Addr.Is4() != vs.Addr.Is4() && kind != TUN {
 			p.errorf(d.addrPos, "real_server %s is %s but virtual_server %s is %s: expected the same family (only TUN may mix)",
 				rs.Addr, family(rs.Addr), vs.Addr, family(vs.Addr))
 			ok = false
@@ -453,17 +549,18 @@ func (p *parser) virtualServer(n *node) (vs VirtualServer, ok, identified bool) 
 		seenRS[k] = rs.Pos
 		vs.RealServers = append(vs.RealServers, rs)
 	}
-	return vs, ok && okChildren, addrPortOK && !protoBad
+	return vs, ok && okChildren, addrPortOK && !protoBad && byAddr
 }
 
 // realServerDraft is a real_server before the virtual server's defaults are applied.
 type realServerDraft struct {
-	rs      RealServer
-	addrPos Pos
-	portSet bool
-	portPos Pos
-	in      inherited
-	checks  []tcpCheckDraft
+	rs       RealServer
+	addrPos  Pos
+	portSet  bool
+	portPos  Pos
+	in       inherited
+	checks   []tcpCheckDraft
+	checkers []checkerDraft
 }
 
 type tcpCheckDraft struct {
@@ -512,12 +609,30 @@ func (p *parser) realServer(n *node) (realServerDraft, bool) {
 			chk, cok := p.tcpCheck(c)
 			if cok {
 				d.checks = append(d.checks, chk)
+				// The generic view. tcpCheck has reported its diagnostics; the options only
+				// the generic parser validates (bind_port, warmup, ...) report theirs here.
+				tmp := &parser{}
+				g, gok := tmp.checker(c, KindTCP)
+				if !gok {
+					p.errs = append(p.errs, tmp.errs...)
+					cok = false
+				}
+				d.checkers = append(d.checkers, g)
 			}
 			ok = ok && cok
 		default:
 			if contains(checkers, c.name) {
 				p.warnf(c.pos, "%s parsed, not supported yet", c.name)
-				d.rs.UnsupportedCheckers = append(d.rs.UnsupportedCheckers, c.name)
+				g, cok := p.checker(c, CheckerKind(c.name))
+				if cok {
+					d.checkers = append(d.checkers, g)
+					d.rs.UnsupportedCheckers = append(d.rs.UnsupportedCheckers, c.name)
+				}
+				ok = ok && cok
+				continue
+			}
+			if p.realServerExtra(c, &d) {
+				p.notYet(c, realServerUnsupported)
 				continue
 			}
 			if !p.inheritable(c, &d.in) {
@@ -552,6 +667,11 @@ func (p *parser) resolveRealServer(vs *VirtualServer, d realServerDraft, vsIn *i
 		chk.DelayBeforeRetry = pick(DefaultDelayBeforeRetry, c.in.delayBeforeRetry, d.in.delayBeforeRetry, vsIn.delayBeforeRetry)
 		rs.TCPChecks = append(rs.TCPChecks, chk)
 	}
+	for _, c := range d.checkers {
+		rs.Checkers = append(rs.Checkers, resolveChecker(c, &rs, &d.in, vsIn, vs))
+	}
+	rs.Alpha = pick(false, d.in.alpha, vsIn.alpha)
+	rs.Virtualhost = pick("", d.in.virtualhost, vsIn.virtualhost)
 	return rs
 }
 
@@ -646,8 +766,22 @@ func (p *parser) vrrpInstance(n *node) (VRRPInstance, bool) {
 			vips, vok := p.virtualIPAddress(c, vi.VirtualAddresses)
 			vi.VirtualAddresses = vips
 			ok = ok && vok
+			// The detailed view; errors about addresses were reported above, option errors not.
+			tmp := &parser{}
+			full, _ := tmp.virtualIPs(c, nil)
+			for _, e := range tmp.errs {
+				if !strings.HasPrefix(e.Msg, "invalid virtual_ipaddress") && !strings.HasPrefix(e.Msg, "unexpected block") {
+					p.errs = append(p.errs, e)
+					ok = false
+				}
+			}
+			vi.VIPs = append(vi.VIPs, full...)
 		default:
-			p.other(c, "in vrrp_instance", vrrpInstanceUnsupported, vrrpInstanceSupported)
+			if p.vrrpField(c, &vi, &ok) {
+				p.notYet(c, vrrpInstanceUnsupported)
+				continue
+			}
+			p.other(c, "in vrrp_instance", vrrpInstanceUnsupported, vrrpInstanceSupported, vrrpInstanceTyped)
 		}
 	}
 	if !vridSet && ok {

@@ -1,14 +1,17 @@
 // Package config parses keepalived.conf (keepalived.conf(5), keepalived 2.2) into a typed Config.
 //
-// The walking skeleton understands global_defs, virtual_server, real_server and TCP_CHECK, and
-// reads vrrp_instance only far enough to know which VIPs VRRP owns. Every other keyword is kept
-// out of the typed result with one warning, never silently dropped; where ignoring it would
-// change what is served (virtual_server fwmark or group, protocol SCTP, $NAME substitution) it
-// is an error instead. Errors and warnings carry file:line:col, and Parse reports every error
-// it finds, not just the first.
+// It reads the whole language: includes, @ID conditional lines, $NAME parameters (multi-line,
+// nested, predefined ${_PWD} and friends), ~SEQ / ~LST generators, and every block keepalived
+// 2.2 knows: global_defs, virtual_server (by address, fwmark or group), virtual_server_group,
+// real_server with every checker, vrrp_instance, vrrp_script, vrrp_sync_group, track_file, SSL.
+// What Sluice does not act on yet is still typed, and warned about once ("parsed, not supported
+// yet"); unknown keywords are warnings with a did-you-mean. Errors and warnings carry
+// file:line:col, and Parse reports every error it finds, not just the first.
 //
-// Defaults and limits follow keepalived 2.2 (what `keepalived -t` accepts), including its
-// surprises, each with a warning: a virtual_server without `protocol` is UDP.
+// The contract, checked by a differential test against keepalived itself: every file
+// `keepalived -t` accepts, Parse accepts. Defaults and corrections follow keepalived 2.2,
+// including its surprises, each with a warning: a virtual_server without `protocol` is UDP;
+// nopreempt with state MASTER is cleared. See docs/config.md.
 package config
 
 import (
@@ -69,12 +72,54 @@ type Config struct {
 	Global         GlobalDefs
 	VirtualServers []VirtualServer
 	VRRPInstances  []VRRPInstance
-	Warnings       []Warning
+	// OtherVirtualServers are `virtual_server fwmark N` and `virtual_server group NAME`
+	// services: parsed and validated, not served yet (each has a warning). Their Addr is zero.
+	OtherVirtualServers []VirtualServer
+	VirtualServerGroups []VirtualServerGroup
+	VRRPScripts         []VRRPScript
+	VRRPSyncGroups      []VRRPSyncGroup
+	TrackFiles          []TrackFile
+	// SSL is the top-level SSL block SSL_GET checkers use; nil when absent.
+	SSL      *SSLConfig
+	Warnings []Warning
 }
 
-// GlobalDefs is the subset of global_defs Sluice uses.
+// SSLConfig is the top-level SSL block; empty fields mean keepalived generates the context.
+type SSLConfig struct {
+	Password    string
+	CA          string
+	Certificate string
+	Key         string
+}
+
+// GlobalDefs is the subset of global_defs Sluice reads; other keywords are warned about.
 type GlobalDefs struct {
-	RouterID string
+	RouterID              string
+	NotificationEmail     []string
+	NotificationEmailFrom string
+	SMTPServer            string // HOST [PORT] as written
+	SMTPConnectTimeout    time.Duration
+	SMTPHeloName          string
+	SMTPAlert             *bool
+	// VRRPMcastGroup4/6 are the advertisement groups; zero means 224.0.0.18 / ff02::12.
+	VRRPMcastGroup4 netip.Addr
+	VRRPMcastGroup6 netip.Addr
+	// VRRPVersion is the default version for instances; zero means 2.
+	VRRPVersion           int
+	VRRPStrict            bool
+	VRRPGARPMasterDelay   *time.Duration
+	VRRPGARPMasterRepeat  *int
+	VRRPGARPMasterRefresh *time.Duration
+	VRRPGARPInterval      time.Duration
+	VRRPGNAInterval       time.Duration
+	VRRPSkipCheckAdvAddr  bool
+	VRRPStartupDelay      time.Duration
+	ScriptUser            string
+	ScriptGroup           string
+	EnableScriptSecurity  bool
+	DynamicInterfaces     bool
+	MaxAutoPriority       int
+	LVSSyncDaemon         string // INTERFACE [inst] VRRP_INSTANCE [id N] ... as written
 }
 
 // Protocol is a transport protocol of a virtual server.
@@ -96,18 +141,53 @@ const (
 	TUN LBKind = "TUN"
 )
 
-// VirtualServer is one `virtual_server IP PORT { ... }` block.
+// VirtualServer is one `virtual_server IP PORT { ... }` block (or, in
+// Config.OtherVirtualServers, `virtual_server fwmark N` / `virtual_server group NAME`).
 type VirtualServer struct {
-	Pos       Pos
-	Addr      netip.Addr
-	Port      uint16
-	Protocol  Protocol      // default UDP, as keepalived (with a warning: most configs mean TCP)
-	LBAlgo    string        // lb_algo / lvs_sched; default "wlc" as in keepalived
-	LBKind    LBKind        // lb_kind / lvs_method; default NAT as in keepalived
-	DelayLoop time.Duration // default 60s
+	Pos          Pos
+	Addr         netip.Addr
+	Port         uint16
+	FWMark       uint32        // virtual_server fwmark N; zero otherwise
+	FWMarkFamily string        // inet or inet6 after the mark; empty when not given
+	Group        string        // virtual_server group NAME; empty otherwise
+	Protocol     Protocol      // default UDP, as keepalived (with a warning: most configs mean TCP)
+	LBAlgo       string        // lb_algo / lvs_sched; default "wlc" as in keepalived
+	LBKind       LBKind        // lb_kind / lvs_method; default NAT as in keepalived
+	DelayLoop    time.Duration // default 60s
 	// Persistence is persistence_timeout; zero means none.
 	Persistence time.Duration
 	RealServers []RealServer
+
+	// Quorum is the minimum total weight of live servers for the service to be up; default 1.
+	Quorum     int
+	Hysteresis int
+	QuorumUp   string // script run when quorum is gained, as written
+	QuorumDown string
+	// SorryServer replaces every real server while quorum is lost; nil when not set.
+	SorryServer *SorryServer
+	HASuspend   bool
+	// PersistenceGranularity is the persistence netmask as a prefix length; zero: a host (/32, /128).
+	PersistenceGranularity int
+	Alpha                  bool // every real server starts down
+	Omega                  bool // run quorum_down / notify_down on shutdown
+	Virtualhost            string
+	SMTPAlert              *bool
+}
+
+// VirtualServerGroup is a virtual_server_group block.
+type VirtualServerGroup struct {
+	Pos     Pos
+	Name    string
+	Entries []VSGroupEntry
+}
+
+// VSGroupEntry is one line of a virtual_server_group: an address range and port, or a fwmark.
+type VSGroupEntry struct {
+	First  netip.Addr // first address of the range; zero for a fwmark entry
+	Last   netip.Addr // last address (== First for a single address)
+	Port   uint16
+	FWMark uint32
+	Family string // inet or inet6 after a fwmark; empty when not given
 }
 
 // RealServer is one `real_server IP PORT { ... }` block.
@@ -122,9 +202,18 @@ type RealServer struct {
 	// DelayLoop overrides the virtual server's delay_loop when non-zero.
 	DelayLoop time.Duration
 	TCPChecks []TCPCheck
-	// UnsupportedCheckers names each checker block Sluice does not run yet (HTTP_GET,
-	// MISC_CHECK, ...), once per block, so the director can tell that the server's health is
-	// not fully known rather than trusting TCPChecks alone.
+	// Checkers is every checker block in file order, of every kind (TCP_CHECK included), with
+	// inherited settings resolved. The director runs the kinds it implements.
+	Checkers    []Checker
+	NotifyUp    string // script run when the server comes up, as written
+	NotifyDown  string
+	UThreshold  int // maximum connections; zero: none
+	LThreshold  int
+	Alpha       bool   // start down until checks pass (real_server alpha, else virtual_server's)
+	Virtualhost string // for HTTP_GET / SSL_GET: the real server's, else the virtual server's
+	// UnsupportedCheckers names each checker block Sluice does not run yet (every kind but
+	// TCP_CHECK for now), once per block, so the director can tell that the server's health is
+	// not fully known rather than trusting TCPChecks alone. Their settings are in Checkers.
 	UnsupportedCheckers []string
 }
 
@@ -151,4 +240,37 @@ type VRRPInstance struct {
 	Priority         int
 	State            string
 	VirtualAddresses []netip.Prefix
+
+	// VIPs is virtual_ipaddress in full (same addresses as VirtualAddresses, with options).
+	VIPs         []VirtualIP
+	ExcludedVIPs []VirtualIP // virtual_ipaddress_excluded
+	Version      int         // 2 or 3: vrrp_instance version, else global vrrp_version, else 2
+	AdvertInt    time.Duration
+	NoPreempt    bool // already cleared, with a warning, where keepalived clears it
+	PreemptDelay time.Duration
+	Auth         *VRRPAuth // nil: none (always nil for version 3)
+	UnicastSrcIP netip.Addr
+	UnicastPeers []UnicastPeer
+	UnicastTTL   int
+	McastSrcIP   netip.Addr
+
+	TrackInterfaces []TrackInterface
+	TrackScripts    []TrackRef
+	TrackFiles      []TrackRef
+	TrackProcesses  []TrackRef
+	TrackBFDs       []TrackRef
+
+	GARPMasterDelay         time.Duration // default 5s, or global vrrp_garp_master_delay
+	GARPMasterRepeat        int           // default 5, or global vrrp_garp_master_repeat
+	GARPMasterRefresh       time.Duration // zero: no refresh
+	GARPMasterRefreshRepeat int
+
+	Notify           Notify
+	UseVMAC          bool
+	VMACName         string // empty: keepalived's vrrp.VRID
+	VMACXmitBase     bool
+	DontTrackPrimary bool
+	Accept           *bool // nil: keepalived's default (accept unless strict)
+	StrictMode       bool
+	SMTPAlert        bool
 }

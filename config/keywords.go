@@ -7,7 +7,7 @@ import "strings"
 // candidates for "did you mean". Taken from keepalived.conf(5) and keepalived's parsers.
 var (
 	topLevelUnsupported = []string{
-		"bfd_instance", "child_wait_time", "garp_group", "instance", "linkbeat_interfaces",
+		"bfd_instance", "child_wait_time", "garp_group", "instance", "interface_up_down_delays", "linkbeat_interfaces",
 		"namespace_with_ipsets", "net_namespace", "net_namespace_ipvs", "SSL", "static_ipaddress",
 		"static_routes", "static_rules", "track_file", "track_process", "use_pid_dir",
 		"virtual_server_group", "vrrp_script", "vrrp_sync_group", "vrrp_track_file",
@@ -26,7 +26,7 @@ var (
 		"include_check", "linkbeat_use_polling", "lvs_flush", "lvs_flush_on_stop",
 		"lvs_netlink_cmd_rcv_bufs", "lvs_netlink_cmd_rcv_bufs_force", "lvs_netlink_monitor_rcv_bufs",
 		"lvs_netlink_monitor_rcv_bufs_force", "lvs_notify_fifo", "lvs_notify_fifo_script",
-		"lvs_sync_daemon", "lvs_timeouts", "max_auto_priority", "min_auto_priority_delay",
+		"log_unknown_vrids", "lvs_sync_daemon", "lvs_timeouts", "max_auto_priority", "min_auto_priority_delay",
 		"net_namespace", "net_namespace_ipvs", "nftables", "nftables_counters", "nftables_ifindex",
 		"nftables_ipvs", "nftables_ipvs_priority", "nftables_ipvs_start_fwmark", "nftables_priority",
 		"no_checker_emails", "no_email_faults", "notification_email", "notification_email_from",
@@ -38,8 +38,8 @@ var (
 		"smtp_server", "snmp_socket", "startup_script", "startup_script_timeout", "terminate_delay",
 		"tmp_config_directory", "umask", "vmac_addr_prefix", "vmac_prefix", "vrrp_check_unicast_src",
 		"vrrp_cpu_affinity", "vrrp_down_timer_adverts", "vrrp_garp_extra_if", "vrrp_garp_interval",
-		"vrrp_garp_lower_prio_delay", "vrrp_garp_lower_prio_repeat", "vrrp_garp_master_delay",
-		"vrrp_garp_master_refresh", "vrrp_garp_master_refresh_repeat", "vrrp_garp_master_repeat",
+		"vrrp_garp_lower_prio_delay", "vrrp_garp_lower_prio_repeat",
+		"vrrp_garp_master_refresh", "vrrp_garp_master_refresh_repeat",
 		"vrrp_gna_interval", "vrrp_higher_prio_send_advert", "vrrp_ipsets", "vrrp_iptables",
 		"vrrp_lower_prio_no_advert", "vrrp_mcast_group4", "vrrp_mcast_group6", "vrrp_min_garp",
 		"vrrp_netlink_cmd_rcv_bufs", "vrrp_netlink_cmd_rcv_bufs_force",
@@ -47,7 +47,7 @@ var (
 		"vrrp_notify_fifo", "vrrp_notify_fifo_script", "vrrp_notify_priority_changes",
 		"vrrp_priority", "vrrp_process_name", "vrrp_rlimit_rttime", "vrrp_rt_priority",
 		"vrrp_rx_bufs_multiplier", "vrrp_rx_bufs_policy", "vrrp_skip_check_adv_addr",
-		"vrrp_startup_delay", "vrrp_strict", "vrrp_version",
+		"vrrp_startup_delay", "vrrp_strict",
 	}
 	globalDefsSupported = []string{"router_id"}
 
@@ -84,21 +84,22 @@ var (
 	}
 
 	vrrpInstanceUnsupported = []string{
-		"accept", "advert_int", "authentication", "check_unicast_src", "debug",
-		"dont_track_primary", "down_timer_adverts", "garp_extra_if", "garp_lower_prio_delay",
-		"garp_lower_prio_repeat", "garp_master_delay", "garp_master_refresh",
-		"garp_master_refresh_repeat", "garp_master_repeat", "gna_interval", "higher_prio_send_advert",
-		"kernel_rx_buf_size", "linkbeat_use_polling", "lower_prio_no_advert", "mcast_dst_ip",
-		"mcast_src_ip", "native_ipv6", "no_accept", "nopreempt", "notify", "notify_backup",
+		"accept", "check_unicast_src", "debug", "dont_track_primary", "down_timer_adverts",
+		"garp_extra_if", "garp_lower_prio_delay", "garp_lower_prio_repeat", "garp_master_refresh_repeat",
+		"gna_interval", "higher_prio_send_advert", "kernel_rx_buf_size", "linkbeat_use_polling",
+		"lower_prio_no_advert", "mcast_dst_ip", "native_ipv6", "no_accept", "notify", "notify_backup",
 		"notify_deleted", "notify_fault", "notify_master", "notify_master_rx_lower_pri",
-		"notify_priority_changes", "notify_stop", "old_unicast_checksum", "preempt", "preempt_delay",
-		"promote_secondaries", "skip_check_adv_addr", "smtp_alert", "strict_mode", "track_bfd",
-		"track_file", "track_interface", "track_process", "track_script", "track_src_ip",
-		"unicast_fault_no_peer", "unicast_peer", "unicast_src_ip", "unicast_ttl", "use_ipvlan",
-		"use_vmac", "version", "virtual_ipaddress_excluded", "virtual_routes", "virtual_rules",
-		"vmac_xmit_base",
+		"notify_priority_changes", "notify_stop", "old_unicast_checksum", "promote_secondaries",
+		"skip_check_adv_addr", "smtp_alert", "strict_mode", "track_bfd", "track_file", "track_interface",
+		"track_process", "track_script", "track_src_ip", "unicast_fault_no_peer", "unicast_ttl",
+		"use_ipvlan", "use_vmac", "use_vmac_addr", "virtual_ipaddress_excluded", "virtual_routes",
+		"virtual_rules", "vmac_xmit_base",
 	}
-	vrrpInstanceSupported = []string{"interface", "priority", "state", "virtual_ipaddress", "virtual_router_id"}
+	vrrpInstanceSupported = []string{
+		"advert_int", "authentication", "garp_master_delay", "garp_master_refresh", "garp_master_repeat",
+		"interface", "mcast_src_ip", "nopreempt", "preempt", "preempt_delay", "priority", "state",
+		"unicast_peer", "unicast_src_ip", "version", "virtual_ipaddress", "virtual_router_id",
+	}
 )
 
 // ipvsSchedulers are the IPVS scheduler names keepalived 2.2 accepts for lb_algo / lvs_sched.

@@ -77,7 +77,21 @@ func (osFS) ReadFile(name string) ([]byte, error) {
 // include paths). On failure the error is an ErrorList holding every error found; the returned
 // Config is nil then. Warnings never make Parse fail: they are in Config.Warnings.
 func Parse(name string, src []byte) (*Config, error) {
-	return parse(osFS{}, name, src)
+	return parse(osFS{}, name, src, Options{})
+}
+
+// ParseWith is Parse with options (the config id for @ID lines, ${_INSTANCE}).
+func ParseWith(name string, src []byte, opts Options) (*Config, error) {
+	return parse(osFS{}, name, src, opts)
+}
+
+// ParseFileWith is ParseFile with options; see ParseWith.
+func ParseFileWith(path string, opts Options) (*Config, error) {
+	src, err := osFS{}.ReadFile(path)
+	if err != nil {
+		return nil, ErrorList{{Pos: Pos{File: path}, Msg: "read configuration: " + err.Error()}}
+	}
+	return ParseWith(path, src, opts)
 }
 
 // ParseFile reads and parses the keepalived.conf at path; see Parse.
@@ -89,8 +103,8 @@ func ParseFile(path string) (*Config, error) {
 	return Parse(path, src)
 }
 
-func parse(fsys fileSystem, name string, src []byte) (*Config, error) {
-	p := &parser{fs: fsys}
+func parse(fsys fileSystem, name string, src []byte, opts Options) (*Config, error) {
+	p := &parser{fs: fsys, pre: newPreprocessor(opts)}
 	if len(src) > MaxFileSize {
 		p.errorf(Pos{File: name, Line: 1, Col: 1}, "file is %d bytes, larger than the %d bytes allowed", len(src), MaxFileSize)
 		return nil, p.errs
@@ -108,6 +122,7 @@ func parse(fsys fileSystem, name string, src []byte) (*Config, error) {
 // parser holds what is shared while reading a file and its includes, then building Config.
 type parser struct {
 	fs       fileSystem
+	pre      *preprocessor
 	errs     ErrorList
 	warns    []Warning
 	stack    []string // files being read, outermost first, for cycle detection
@@ -140,7 +155,35 @@ func (p *parser) truncate() {
 
 // parseFile lexes and parses one file into top-level statements, expanding includes.
 func (p *parser) parseFile(name string, src []byte) []*node {
+	if p.pre != nil {
+		p.pre.errs = nil
+		text, lines := p.pre.process(name, src)
+		p.errs = append(p.errs, p.pre.errs...)
+		src = []byte(text)
+		toks, errs, warns := lex(name, src)
+		remap := func(pos *Pos) {
+			if pos.Line >= 1 && pos.Line <= len(lines) {
+				pos.Line = lines[pos.Line-1]
+			} else if n := len(lines); n > 0 {
+				pos.Line = lines[n-1]
+			}
+		}
+		for i := range toks {
+			remap(&toks[i].pos)
+		}
+		for _, e := range errs {
+			remap(&e.Pos)
+		}
+		for i := range warns {
+			remap(&warns[i].Pos)
+		}
+		return p.parseTokens(name, toks, errs, warns)
+	}
 	toks, errs, warns := lex(name, src)
+	return p.parseTokens(name, toks, errs, warns)
+}
+
+func (p *parser) parseTokens(name string, toks []token, errs ErrorList, warns []Warning) []*node {
 	p.errs = append(p.errs, errs...)
 	p.warns = append(p.warns, warns...)
 	p.stack = append(p.stack, name)
@@ -264,9 +307,9 @@ func isInclude(name string) bool {
 // include expands an include statement at n into the statements of the files it names.
 //
 // Patterns are shell globs (no csh {a,b} braces) relative to the including file's directory.
-// Plain include follows keepalived: a pattern that matches nothing is a warning. The checked
-// variants (includer, includea, ...) make that an error, which is as strict as any of their
-// keepalived checks. An included file must balance its own braces.
+// A pattern that matches nothing is a warning, for the checked variants (includer, includea,
+// ...) too, because `keepalived -t` accepts such a file. An included file must balance its own
+// braces.
 func (p *parser) include(n *node, depth int) []*node {
 	if len(n.args) == 0 {
 		p.errorf(n.pos, "%s needs a file name or glob pattern", n.name)
@@ -293,7 +336,8 @@ func (p *parser) include(n *node, depth int) []*node {
 		if n.name == "include" {
 			p.warnf(n.args[0].pos, "include %s matched no file", quote(n.args[0].text))
 		} else {
-			p.errorf(n.args[0].pos, "%s %s matched no file: expected at least one", n.name, quote(n.args[0].text))
+			// keepalived -t reports this but still accepts the file.
+			p.warnf(n.args[0].pos, "%s %s matched no file", n.name, quote(n.args[0].text))
 		}
 		return nil
 	}

@@ -102,3 +102,21 @@ func family(a netip.Addr) string {
 	}
 	return "IPv6"
 }
+
+// parseSignedInt parses a decimal integer, optionally negative, in [lo, hi].
+func parseSignedInt(s string, lo, hi int64) (int64, error) {
+	neg := strings.HasPrefix(s, "-")
+	digits := strings.TrimPrefix(strings.TrimPrefix(s, "-"), "+")
+	want := fmt.Errorf("expected an integer in %d..%d", lo, hi)
+	if digits == "" || strings.TrimLeft(digits, "0123456789") != "" || len(digits) > 18 {
+		return 0, want
+	}
+	v, _ := strconv.ParseInt(digits, 10, 64)
+	if neg {
+		v = -v
+	}
+	if v < lo || v > hi {
+		return 0, fmt.Errorf("out of range, %w", want)
+	}
+	return v, nil
+}

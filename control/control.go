@@ -57,6 +57,16 @@ type Status struct {
 	Interfaces []Interface `json:"interfaces,omitempty"`
 	// Verdicts counts every packet the data plane saw by what it did and why.
 	Verdicts map[string]uint64 `json:"verdicts,omitempty"`
+	// VRRP is the state of each vrrp_instance, in the order they last changed.
+	VRRP []VRRPInstance `json:"vrrp,omitempty"`
+}
+
+// VRRPInstance is one vrrp_instance's state.
+type VRRPInstance struct {
+	Name  string         `json:"name"`
+	State string         `json:"state"` // INIT, BACKUP, MASTER or FAULT
+	Since time.Time      `json:"since"`
+	VIPs  []netip.Prefix `json:"vips"`
 }
 
 // Interface is a network interface the data plane is attached to.

@@ -35,6 +35,10 @@ func WriteStatus(w io.Writer, st Status, now time.Time) {
 	} else {
 		fmt.Fprintf(w, "last applied %s ago\n", now.Sub(st.Applied).Round(time.Second))
 	}
+	for _, v := range st.VRRP {
+		fmt.Fprintf(w, "vrrp_instance %s: %s since %s ago, VIPs %v\n", v.Name, v.State,
+			now.Sub(v.Since).Round(time.Second), v.VIPs)
+	}
 	for _, s := range st.Services {
 		up := 0
 		for _, r := range s.RealServers {

@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/sluice-lb/sluice/config"
 	"github.com/sluice-lb/sluice/director"
+	"github.com/sluice-lb/sluice/vrrp"
 )
 
 // State is the daemon's side of the API: it keeps the last snapshot the data plane accepted and
@@ -24,6 +26,15 @@ type State struct {
 	stats   director.StatsReader // nil when the data plane keeps no counters
 	reload  func(context.Context) error
 	cfg     *config.Config // the configuration running, for plans
+	vrrp    []VRRPInstance
+}
+
+// VRRP records a vrrp_instance transition; pass it as director.Options.OnVRRP.
+func (s *State) VRRP(ev vrrp.Event) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.vrrp = slices.DeleteFunc(s.vrrp, func(v VRRPInstance) bool { return v.Name == ev.Instance })
+	s.vrrp = append(s.vrrp, VRRPInstance{Name: ev.Instance, State: ev.State.String(), Since: ev.At, VIPs: ev.VIPs})
 }
 
 // NewState returns a State describing a daemon; stats and reload may be nil.
@@ -72,6 +83,9 @@ func (s *State) Status() Status {
 	s.mu.Unlock()
 
 	st.Applied = applied
+	s.mu.Lock()
+	st.VRRP = slices.Clone(s.vrrp)
+	s.mu.Unlock()
 	var ts *director.TrafficStats
 	if s.stats != nil {
 		if t, err := s.stats.TrafficStats(); err == nil {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/sluice-lb/sluice/config"
 	"github.com/sluice-lb/sluice/health"
+	"github.com/sluice-lb/sluice/vrrp"
 )
 
 // DefaultRefresh is how often an unchanged snapshot is re-applied so the data plane can refresh
@@ -41,6 +42,11 @@ type Options struct {
 	Reload <-chan *config.Config
 	// Applied, when set, receives every snapshot after it was applied successfully (tests, status).
 	Applied func(Snapshot)
+	// NewVRRP creates the instance for a vrrp_instance; nil means vrrp.New in the calling
+	// thread's network namespace.
+	NewVRRP func(config.VRRPInstance) (VRRPInstance, error)
+	// OnVRRP, when set, receives every VRRP transition (status).
+	OnVRRP func(vrrp.Event)
 }
 
 // Run owns the forwarding state until ctx is cancelled. It returns an error only if the first
@@ -69,9 +75,13 @@ func Run(ctx context.Context, opts Options) error {
 	defer cancel()
 	go hr.Run(ctx)
 
-	d := &state{log: log, cfg: opts.Config, up: map[string]verdict{}}
+	d := &state{log: log, cfg: opts.Config, up: map[string]verdict{}, vrrp: map[string]vrrp.State{}}
 	d.warnUnserved()
-	if err := hr.Update(targets(d.cfg)); err != nil {
+	ts, err := targets(d.cfg)
+	if err != nil {
+		return fmt.Errorf("start health checks: %w", err)
+	}
+	if err := hr.Update(ts); err != nil {
 		return fmt.Errorf("start health checks: %w", err)
 	}
 
@@ -83,6 +93,19 @@ func Run(ctx context.Context, opts Options) error {
 		opts.Applied(snap)
 	}
 	log.Info("forwarding", "services", len(snap.Services))
+
+	newVRRP := opts.NewVRRP
+	if newVRRP == nil {
+		newVRRP = func(c config.VRRPInstance) (VRRPInstance, error) { return vrrp.New(VRRPConfig(c, log)) }
+	}
+	vg, err := startVRRP(ctx, d.cfg, newVRRP, log)
+	if err != nil {
+		return err
+	}
+	// On the way out, instances send priority 0 and remove their VIPs; wait for that before
+	// the caller tears the data plane down.
+	defer vg.wait(log)
+	defer cancel()
 
 	tick := time.NewTicker(refresh)
 	defer tick.Stop()
@@ -101,8 +124,23 @@ func Run(ctx context.Context, opts Options) error {
 					drained = true
 				}
 			}
+		case ev := <-vg.events:
+			d.vrrpEvent(ev)
+			if opts.OnVRRP != nil {
+				opts.OnVRRP(ev)
+			}
 		case cfg := <-opts.Reload:
-			if err := hr.Update(targets(cfg)); err != nil {
+			if vg.changed(cfg) {
+				log.Warn("vrrp_instance changes take effect at the next restart; the running instances keep their configuration")
+				c := *cfg
+				c.VRRPInstances = d.cfg.VRRPInstances
+				cfg = &c
+			}
+			ts, err := targets(cfg)
+			if err == nil {
+				err = hr.Update(ts)
+			}
+			if err != nil {
 				log.Error("reload refused: the running configuration stays", "err", err)
 				continue
 			}
@@ -131,6 +169,15 @@ type state struct {
 	up map[string]verdict
 	// unsupported is the last ErrUnsupported report, so it is logged once per change.
 	unsupported string
+	// vrrp is each vrrp_instance's state; a VIP an instance covers is forwarded only while
+	// that instance is MASTER.
+	vrrp map[string]vrrp.State
+}
+
+func (d *state) vrrpEvent(ev vrrp.Event) {
+	d.vrrp[ev.Instance] = ev.State
+	d.log.Info("vrrp instance changed state; updating the VIPs it owns", "vrrp_instance", ev.Instance,
+		"from", ev.Prev, "to", ev.State, "vips", ev.VIPs)
 }
 
 // apply hands the snapshot to the data plane. What the data plane reports as unsupported is
@@ -172,9 +219,11 @@ func (d *state) reload(cfg *config.Config) {
 	d.cfg = cfg
 	// Keep verdicts of targets that still exist; forget the rest.
 	keep := map[string]verdict{}
-	for _, t := range targets(cfg) {
-		if v, ok := d.up[t.ID]; ok {
-			keep[t.ID] = v
+	for _, vs := range cfg.VirtualServers {
+		for _, rs := range vs.RealServers {
+			if v, ok := d.up[TargetID(vs, rs)]; ok {
+				keep[TargetID(vs, rs)] = v
+			}
 		}
 	}
 	d.up = keep
@@ -185,15 +234,10 @@ func (d *state) reload(cfg *config.Config) {
 // warnUnserved says which parts of the configuration the node cannot act on yet.
 func (d *state) warnUnserved() {
 	for _, vs := range d.cfg.VirtualServers {
-		if in := coveringInstance(d.cfg, vs.Addr); in != "" {
-			d.log.Warn("VIP is covered by a vrrp_instance, but VRRP is not implemented yet: this node serves it unconditionally",
-				"vip", vs.Addr, "vrrp_instance", in)
-		}
 		for _, rs := range vs.RealServers {
-			if len(rs.TCPChecks) == 0 && len(rs.UnsupportedCheckers) > 0 {
-				d.log.Warn("real server has no supported health checker: it is always treated as healthy",
-					"virtual_server", vsName(vs), "real_server", netip.AddrPortFrom(rs.Addr, rs.Port),
-					"unsupported", rs.UnsupportedCheckers)
+			if len(rs.Checkers) > 0 && !slices.ContainsFunc(rs.Checkers, func(c config.Checker) bool { return c.Kind != config.KindBFD }) {
+				d.log.Warn("real server has only BFD_CHECK, which is not implemented yet: it is always treated as healthy",
+					"virtual_server", vsName(vs), "real_server", netip.AddrPortFrom(rs.Addr, rs.Port))
 			}
 		}
 	}
@@ -212,18 +256,6 @@ func onlyUnsupported(err error) bool {
 	return errors.Is(err, ErrUnsupported)
 }
 
-// coveringInstance names the vrrp_instance whose virtual_ipaddress list holds vip, or "".
-func coveringInstance(cfg *config.Config, vip netip.Addr) string {
-	for _, in := range cfg.VRRPInstances {
-		for _, p := range in.VirtualAddresses {
-			if p.Addr() == vip {
-				return in.Name
-			}
-		}
-	}
-	return ""
-}
-
 func vsName(vs config.VirtualServer) string {
 	return fmt.Sprintf("%s %s", protocolOf(vs), netip.AddrPortFrom(vs.Addr, vs.Port))
 }
@@ -240,36 +272,54 @@ func TargetID(vs config.VirtualServer, rs config.RealServer) string {
 	return fmt.Sprintf("%s -> %s", vsName(vs), netip.AddrPortFrom(rs.Addr, rs.Port))
 }
 
-// targets derives the health targets from a configuration.
-func targets(cfg *config.Config) []health.Target {
+// targets derives the health targets from a configuration. It fails only on a checker the
+// health package refuses (a regex RE2 cannot compile, an unsplittable misc_path).
+func targets(cfg *config.Config) ([]health.Target, error) {
 	var ts []health.Target
 	for _, vs := range cfg.VirtualServers {
 		for _, rs := range vs.RealServers {
 			t := health.Target{ID: TargetID(vs, rs), InitiallyUp: true}
 			t.Interval = cmp.Or(rs.DelayLoop, vs.DelayLoop, 60*time.Second)
-			for i, c := range rs.TCPChecks {
-				addr := cmp.Or(c.ConnectIP, rs.Addr)
-				port := cmp.Or(c.ConnectPort, rs.Port)
-				t.Checkers = append(t.Checkers, health.TCPCheck{
-					Addr:    netip.AddrPortFrom(addr, port),
-					BindTo:  c.BindTo,
-					Timeout: cmp.Or(c.ConnectTimeout, 5*time.Second),
-				})
-				// The target runs its checkers as one round; the first checker's timing rules it.
-				if i == 0 {
-					t.Interval = cmp.Or(c.DelayLoop, t.Interval)
-					t.Retry = c.Retry
-					t.DelayBeforeRetry = c.DelayBeforeRetry
-				}
+			cs, err := checkersOf(cfg, rs)
+			if err != nil {
+				return nil, fmt.Errorf("real server %s: %w", t.ID, err)
+			}
+			t.Checkers = cs
+			// The target runs its checkers as one round; the first checker's timing rules it.
+			if len(rs.Checkers) > 0 {
+				c := rs.Checkers[0]
+				t.Interval = cmp.Or(c.DelayLoop, t.Interval)
+				t.Retry = c.Retry
+				t.DelayBeforeRetry = c.DelayBeforeRetry
+				t.Warmup = c.Warmup
+				t.InitiallyUp = !c.Alpha
 			}
 			ts = append(ts, t)
 		}
 	}
-	return ts
+	return ts, nil
 }
 
 // snapshot builds the desired forwarding state from configuration and health.
-func (d *state) snapshot() Snapshot { return snapshotOf(d.cfg, d.up) }
+// snapshot builds the desired forwarding state from configuration, health and VRRP: a service
+// whose VIP a vrrp_instance covers is left out unless that instance is MASTER here, so its
+// packets go to the stack (keepalived's BACKUP holds neither the VIP nor, effectively, the
+// service).
+func (d *state) snapshot() Snapshot {
+	s := snapshotOf(d.cfg, d.up)
+	own := owners(d.cfg)
+	if len(own) == 0 {
+		return s
+	}
+	kept := s.Services[:0]
+	for _, svc := range s.Services {
+		if in, covered := own[svc.Key.VIP]; !covered || d.vrrp[in] == vrrp.Master {
+			kept = append(kept, svc)
+		}
+	}
+	s.Services = kept
+	return s
+}
 
 // verdict is what health checks last said of a real server. The zero value is "up, with the
 // configured weight", which is also what a real server without a verdict gets.

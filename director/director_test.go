@@ -46,7 +46,8 @@ func testConfig(rss ...netip.AddrPort) *config.Config {
 	for _, ap := range rss {
 		vs.RealServers = append(vs.RealServers, config.RealServer{
 			Addr: ap.Addr(), Port: ap.Port(), Weight: 1,
-			TCPChecks: []config.TCPCheck{{ConnectTimeout: 200 * time.Millisecond, DelayBeforeRetry: 10 * time.Millisecond}},
+			Checkers: []config.Checker{{Kind: config.KindTCP, ConnectTimeout: 200 * time.Millisecond,
+				DelayBeforeRetry: 10 * time.Millisecond, DelayLoop: 50 * time.Millisecond}},
 		})
 	}
 	return &config.Config{VirtualServers: []config.VirtualServer{vs}}

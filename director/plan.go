@@ -132,15 +132,24 @@ func planBackends(name string, o, n Service, oldChecks, newChecks map[string][]s
 // checksByTarget describes each real server's health checks, with their timing, by target ID.
 func checksByTarget(cfg *config.Config) map[string][]string {
 	m := map[string][]string{}
-	for _, t := range targets(cfg) {
-		var cs []string
-		for _, c := range t.Checkers {
-			cs = append(cs, c.String())
+	for _, vs := range cfg.VirtualServers {
+		for _, rs := range vs.RealServers {
+			id := TargetID(vs, rs)
+			cs, err := checkersOf(cfg, rs)
+			if err != nil {
+				m[id] = []string{"invalid: " + err.Error()}
+				continue
+			}
+			var out []string
+			for _, c := range cs {
+				out = append(out, c.String())
+			}
+			if len(rs.Checkers) > 0 {
+				c := rs.Checkers[0]
+				out = append(out, fmt.Sprintf("every %v, retry %d after %v", c.DelayLoop, c.Retry, c.DelayBeforeRetry))
+			}
+			m[id] = out
 		}
-		if len(cs) > 0 {
-			cs = append(cs, fmt.Sprintf("every %v, retry %d after %v", t.Interval, t.Retry, t.DelayBeforeRetry))
-		}
-		m[t.ID] = cs
 	}
 	return m
 }

@@ -8,7 +8,7 @@ export BPF_CLANG BPF_CFLAGS BPF2GO_STRIP
 
 BIN := bin/sluice
 
-.PHONY: all build generate check-generate test test-unit lint demo deps clean
+.PHONY: all build generate check-generate test test-unit test-ipvs lint demo deps deps-ipvs clean
 
 all: build
 
@@ -17,6 +17,10 @@ build:
 
 deps:
 	@scripts/install-deps run
+
+# qemu and busybox for the IPVS VM test (test/vm).
+deps-ipvs:
+	@scripts/install-deps ipvs
 
 # Regenerate loader/lb_bpfel.{go,o} from bpf/ with bpf2go (needs clang-14, libbpf-dev).
 generate:
@@ -30,9 +34,14 @@ check-generate: generate
 
 # Every test: unit tests with the race detector, and, as root, the BPF, namespace and
 # end-to-end tests (they skip with a reason when not root).
-test: deps
+test: deps deps-ipvs
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
+
+# The IPVS data plane on Debian's stock kernel under qemu, as `make test` runs it among the rest:
+# this machine's kernel has no ip_vs. The kernel package is cached in .cache/vm.
+test-ipvs: deps deps-ipvs
+	$(GO) test -count=1 -timeout 15m -v -run TestIPVSInVM ./test/vm/
 
 # Unit tests only (no root needed).
 test-unit:
@@ -48,6 +57,13 @@ lint:
 
 demo: deps build
 	$(GO) run ./test/demo -sluice $(BIN)
+
+# A quick benchmark (as root, under two minutes): Sluice's XDP path against the XDP ceiling and
+# nftables DNAT in network namespaces; the table goes to the terminal, the chart to bin/bench.svg.
+# The full run, whose numbers BENCHMARKS.md reports: sudo bin/sluice bench --svg docs/bench.svg
+.PHONY: bench
+bench: deps build
+	$(BIN) bench --quick --svg bin/bench.svg
 
 clean:
 	rm -rf bin

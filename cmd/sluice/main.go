@@ -36,11 +36,15 @@ func usage(w io.Writer) {
 
 commands:
   run      run the load balancer (keepalived-compatible flags: -f FILE -n -l -D)
-  check    check a configuration file and exit (like keepalived -t)
+  check    check a configuration file and exit (like keepalived -t; exit 5 when invalid)
+  config   print the resolved configuration (-f FILE --json; schema in docs/config.md)
+  convert  print keepalived.conf for an ldirectord.cf or ipvsadm -Sn file (--from ldirectord|ipvsadm FILE)
   status   show the running daemon's services and real servers' health
   list     list services like ipvsadm -L (-n numeric, --stats counters)
   reload   make the running daemon re-read its configuration (like SIGHUP)
   plan     show what reloading a configuration file would change (-f FILE)
+  genhash  print the MD5 digest of a page for an HTTP_GET url block (keepalived's genhash)
+  bench    measure the data path in network namespaces (--quick, --json, --svg FILE)
   version  print the version
 
 A leading flag means "run", so "sluice -f FILE -n -l" works as "keepalived -f FILE -n -l" does.
@@ -69,7 +73,11 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	case "run":
 		return run(args[1:], stderr)
 	case "check":
-		return check(args[1:], stdout, stderr)
+		return checkMain(args[1:], stdout, stderr)
+	case "config":
+		return configMain(args[1:], stdout, stderr)
+	case "convert":
+		return convertMain(args[1:], stdout, stderr)
 	case "status":
 		return statusMain(args[1:], stdout, stderr)
 	case "list":
@@ -78,6 +86,10 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		return reloadMain(args[1:], stdout, stderr)
 	case "plan":
 		return planMain(args[1:], stdout, stderr)
+	case "genhash":
+		return genhashMain(args[1:], stdout, stderr)
+	case "bench":
+		return benchMain(args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "sluice", version)
 		return 0
@@ -91,8 +103,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 }
 
 // loadConfig parses the file and logs its warnings.
-func loadConfig(path string, log *slog.Logger) (*config.Config, error) {
-	cfg, err := config.ParseFile(path)
+func loadConfig(path string, opts config.Options, log *slog.Logger) (*config.Config, error) {
+	cfg, err := config.ParseFileWith(path, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -100,25 +112,6 @@ func loadConfig(path string, log *slog.Logger) (*config.Config, error) {
 		log.Warn("config: " + w.String())
 	}
 	return cfg, nil
-}
-
-func check(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("check", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	file := fs.String("f", defaultConfig, "keepalived.conf to check")
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	cfg, err := config.ParseFile(*file)
-	if err != nil {
-		printConfigError(stderr, err)
-		return 1
-	}
-	for _, w := range cfg.Warnings {
-		fmt.Fprintln(stderr, "warning:", w.String())
-	}
-	fmt.Fprintf(stdout, "%s: configuration is valid (%d virtual servers)\n", *file, len(cfg.VirtualServers))
-	return 0
 }
 
 func printConfigError(w io.Writer, err error) {
@@ -140,7 +133,8 @@ func run(args []string, stderr io.Writer) int {
 	console := fs.Bool("l", false, "log to the console (stderr) instead of syslog")
 	debug := fs.Bool("D", false, "detailed log")
 	test := fs.Bool("t", false, "check the configuration and exit (keepalived -t)")
-	dataplane := fs.String("dataplane", "xdp", "data plane: xdp (the only one so far)")
+	configID := fs.String("i", "", "config id: keep only the @ID lines for this id (keepalived -i; default: the host name)")
+	dataplane := fs.String("dataplane", "xdp", "data plane: xdp, or ipvs (kernel IPVS)")
 	socket := fs.String("socket", control.SocketPath(control.Instance()), "control socket (root only)")
 	pidFile := fs.String("p", "", "write the daemon's pid to this file (keepalived: -p, --pid)")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
@@ -153,10 +147,10 @@ func run(args []string, stderr io.Writer) int {
 		return 2
 	}
 	if *test {
-		return check([]string{"-f", *file}, io.Discard, stderr)
+		return checkMain([]string{"-f", *file, "-i", *configID}, io.Discard, stderr)
 	}
-	if *dataplane != "xdp" {
-		fmt.Fprintf(stderr, "sluice run: --dataplane %q is not supported yet (only xdp)\n", *dataplane)
+	if !validDataplane(*dataplane) {
+		fmt.Fprintf(stderr, "sluice run: --dataplane %q: want xdp or ipvs\n", *dataplane)
 		return 2
 	}
 
@@ -165,7 +159,8 @@ func run(args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "sluice run:", err)
 		return 2
 	}
-	cfg, err := loadConfig(*file, log)
+	parseOpts := config.Options{ConfigID: *configID}
+	cfg, err := loadConfig(*file, parseOpts, log)
 	if err != nil {
 		printConfigError(stderr, err)
 		return 1
@@ -182,9 +177,9 @@ func run(args []string, stderr io.Writer) int {
 		defer remove()
 	}
 
-	dp, err := loader.New(loader.Options{Logger: log})
+	dp, err := openDataplane(*dataplane, log, func() (forwarder, error) { return loader.New(loader.Options{Logger: log}) })
 	if err != nil {
-		log.Error("load XDP program", "err", err)
+		log.Error("open data plane", "dataplane", *dataplane, "err", err)
 		return 1
 	}
 	defer func() {
@@ -196,7 +191,7 @@ func run(args []string, stderr io.Writer) int {
 	reload := make(chan *config.Config)
 	var state *control.State
 	reloadFile := func(ctx context.Context) error {
-		cfg, err := reloadConfig(ctx, *file, log, reload)
+		cfg, err := reloadConfig(ctx, *file, parseOpts, log, reload)
 		if err == nil {
 			state.SetConfig(cfg)
 		}
@@ -233,7 +228,7 @@ func run(args []string, stderr io.Writer) int {
 	}
 
 	log.Info("sluice starting", "version", version, "config", *file, "control", srv.Path())
-	err = director.Run(ctx, director.Options{Config: cfg, Dataplane: dp, Logger: log, Reload: reload, Applied: state.Applied})
+	err = director.Run(ctx, director.Options{Config: cfg, Dataplane: dp, Logger: log, Reload: reload, Applied: state.Applied, OnVRRP: state.VRRP})
 	if err != nil {
 		log.Error("sluice stopped", "err", err)
 		return 1
@@ -262,8 +257,8 @@ func watchReload(ctx context.Context, reload func(context.Context) error) {
 
 // reloadConfig re-reads the configuration and hands it to the director. A file that does not
 // parse is reported (to the log and to the caller) and the running configuration stays.
-func reloadConfig(ctx context.Context, path string, log *slog.Logger, out chan<- *config.Config) (*config.Config, error) {
-	cfg, err := loadConfig(path, log)
+func reloadConfig(ctx context.Context, path string, opts config.Options, log *slog.Logger, out chan<- *config.Config) (*config.Config, error) {
+	cfg, err := loadConfig(path, opts, log)
 	if err != nil {
 		log.Error("reload refused: the running configuration stays", "file", path, "err", err)
 		return nil, fmt.Errorf("reload refused, the running configuration stays: %w", err)

@@ -1,0 +1,378 @@
+// Package bench measures Sluice's data path (issue 9): `sluice bench` builds a rig of network
+// namespaces — a generator, the director running Sluice's XDP program configured through the
+// production API (loader.New, then Apply of a director.Snapshot), and sinks standing in for
+// the real servers — over veth pairs with native XDP, and reports packets per second for each
+// scenario next to two baselines that take turns with it in the same run: the ceiling (an XDP
+// program that only swaps MACs and bounces the frame) and nftables DNAT in the kernel's stack. It also times the
+// per-packet cost of each path with BPF_PROG_TEST_RUN and the control plane's Apply.
+//
+// The generator is BPF_PROG_RUN in live-frames mode (BPF_F_TEST_XDP_LIVE_FRAMES, the technique
+// of xdp-trafficgen): the kernel runs a small XDP program over a template frame, the program
+// writes a flow's source address and port derived from a per-CPU counter, and its XDP_TX sends
+// the frame out of the generator's veth. Sinks are XDP programs counting what each real server
+// receives.
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"time"
+
+	"github.com/sluice-lb/sluice/director"
+	"github.com/sluice-lb/sluice/loader"
+	"github.com/sluice-lb/sluice/test/packets"
+)
+
+// Options configures Run.
+type Options struct {
+	// Quick runs fewer scenarios for less time (make bench: under two minutes).
+	Quick bool
+	// Smoke runs one tiny scenario, only to check that the harness works (CI).
+	Smoke bool
+	// Duration is how long each forwarder is measured per scenario, split over Rounds; 0
+	// means the mode's default.
+	Duration time.Duration
+	// Rounds is how many times Sluice and the baselines take turns per scenario; 0 means the
+	// mode's default. Each rate reported is the best round: other load on the machine only
+	// ever lowers a rate.
+	Rounds int
+	// Progress receives a line per step; nil discards them.
+	Progress io.Writer
+}
+
+// Result is one row of the report: a throughput scenario, a per-packet test-run cost or a
+// control-plane timing (Kind). Fields that were not measured are nil (null in JSON).
+type Result struct {
+	Kind     string `json:"kind"` // "throughput", "testrun" or "control"
+	Scenario string `json:"scenario"`
+	Mode     string `json:"mode"`             // forwarding method: DR
+	Family   string `json:"family"`           // ipv4
+	Proto    string `json:"proto,omitempty"`  // TCP or UDP (throughput)
+	Flows    int    `json:"flows"`            // established flows the scenario cycles over
+	Cores    int    `json:"cores"`            // CPUs generating (and forwarding) at once
+	Rounds   int    `json:"rounds,omitempty"` // turns Sluice and the baselines took; rates are the best
+
+	Mpps        *float64 `json:"mpps"`         // Sluice, packets delivered to the real servers
+	CeilingMpps *float64 `json:"ceiling_mpps"` // MAC swap and XDP_TX, same run
+	NftMpps     *float64 `json:"nft_mpps"`     // nftables DNAT in the kernel's stack, same run
+	IPVSMpps    *float64 `json:"ipvs_mpps"`    // kernel IPVS; null: this kernel has no IPVS
+	NsPerPacket *float64 `json:"ns_per_packet"`
+	// RawNsPerPacket is NsPerPacket before subtracting a test run's fixed cost (testrun rows).
+	RawNsPerPacket *float64 `json:"raw_ns_per_packet,omitempty"`
+
+	Sent      uint64   `json:"sent,omitempty"`      // frames the generator sent
+	Delivered uint64   `json:"delivered,omitempty"` // frames the real servers received
+	PerReal   []uint64 `json:"per_real,omitempty"`  // frames per real server
+	// EstablishedMpps is the established flows' share of Mpps (mixed scenario).
+	EstablishedMpps *float64 `json:"established_mpps,omitempty"`
+	// EstablishedKept is the fraction of established flows still pinned in the flow table
+	// after the scenario (mixed: did the SYN flood evict them?).
+	EstablishedKept *float64 `json:"established_kept,omitempty"`
+	// Seconds is a control-plane timing.
+	Seconds *float64 `json:"seconds,omitempty"`
+	Note    string   `json:"note,omitempty"`
+}
+
+// scenario is one throughput measurement.
+type scenario struct {
+	name   string
+	method director.Method // forwarding method; DR until the XDP path forwards TUN and NAT
+	proto  director.Proto  // TCP unless set
+	mode   genMode
+	flows  uint32
+	nft    bool // also measure the nftables baseline
+}
+
+func scenarios(o Options) []scenario {
+	switch {
+	case o.Smoke:
+		return []scenario{{name: "established", mode: genEstablished, flows: 16, nft: true}}
+	case o.Quick:
+		return []scenario{
+			{name: "established", mode: genEstablished, flows: 1000, nft: true},
+			{name: "established", mode: genEstablished, flows: 65536},
+			{name: "established-udp", mode: genEstablished, flows: 1000, proto: director.UDP},
+			{name: "syn-flood", mode: genNew},
+			{name: "mixed", mode: genMixed, flows: 1000},
+		}
+	}
+	return []scenario{
+		{name: "established", mode: genEstablished, flows: 1, nft: true},
+		{name: "established", mode: genEstablished, flows: 1000, nft: true},
+		{name: "established", mode: genEstablished, flows: 65536, nft: true},
+		{name: "established", mode: genEstablished, flows: 1 << 20},
+		{name: "established-udp", mode: genEstablished, flows: 1000, proto: director.UDP, nft: true},
+		{name: "syn-flood", mode: genNew, nft: true},
+		{name: "mixed", mode: genMixed, flows: 1000, nft: true},
+	}
+}
+
+// l4 is the scenario's transport protocol.
+func (sc scenario) l4() director.Proto {
+	if sc.proto == 0 {
+		return director.TCP
+	}
+	return sc.proto
+}
+
+// flowTableFor sizes Sluice's flow table so a scenario's established flows fit with room for
+// the LRU's per-CPU lists.
+func flowTableFor(flows uint32) uint32 {
+	if flows > loader.DefaultFlowTableSize/2 {
+		return flows * 2
+	}
+	return 0
+}
+
+// Run builds the rig, runs the scenarios, the test-run costs and the control-plane timings,
+// and tears everything down. It needs root and a kernel with BPF_F_TEST_XDP_LIVE_FRAMES (5.18).
+func Run(ctx context.Context, o Options) (results []Result, err error) {
+	progress := o.Progress
+	if progress == nil {
+		progress = io.Discard
+	}
+	dur := o.Duration
+	if dur == 0 {
+		switch {
+		case o.Smoke:
+			dur = 200 * time.Millisecond
+		case o.Quick:
+			dur = time.Second
+		default:
+			dur = 5 * time.Second
+		}
+	}
+	rounds := o.Rounds
+	if rounds <= 0 {
+		rounds = 5
+		if o.Smoke {
+			rounds = 1
+		}
+	}
+	ncpu := runtime.NumCPU()
+	coreSets := [][]int{{0}}
+	if ncpu > 1 && !o.Smoke {
+		all := make([]int, ncpu)
+		for i := range all {
+			all[i] = i
+		}
+		coreSets = append(coreSets, all)
+	}
+
+	r, err := newRig()
+	if err != nil {
+		return nil, fmt.Errorf("build rig: %w", err)
+	}
+	defer func() { err = errors.Join(err, r.Close()) }()
+
+	scs := scenarios(o)
+	steps := len(scs) * len(coreSets)
+	step := 0
+	for _, sc := range scs {
+		for _, cpus := range coreSets {
+			if err := ctx.Err(); err != nil {
+				return results, err
+			}
+			res, err := r.measure(ctx, sc, cpus, dur, rounds)
+			if err != nil {
+				return results, fmt.Errorf("scenario %s flows=%d cores=%d: %w", sc.name, sc.flows, len(cpus), err)
+			}
+			results = append(results, res)
+			step++
+			fmt.Fprintf(progress, "[%d/%d] %s\n", step, steps, res.progressLine())
+		}
+	}
+
+	costs, err := pathCosts(o)
+	if err != nil {
+		return results, err
+	}
+	for _, c := range costs {
+		fmt.Fprintf(progress, "test run %s: %.1f ns/packet (%.1f raw)\n", c.Scenario, *c.NsPerPacket, *c.RawNsPerPacket)
+	}
+	results = append(results, costs...)
+
+	cp, err := controlPlane(ctx, o)
+	if err != nil {
+		return results, err
+	}
+	for _, c := range cp {
+		fmt.Fprintf(progress, "control plane %s: %.3f s\n", c.Scenario, *c.Seconds)
+	}
+	return append(results, cp...), nil
+}
+
+func (res Result) progressLine() string {
+	s := fmt.Sprintf("%s flows=%d cores=%d: sluice %.3f Mpps, ceiling %.3f Mpps", res.Scenario, res.Flows, res.Cores, deref(res.Mpps), deref(res.CeilingMpps))
+	if res.NftMpps != nil {
+		s += fmt.Sprintf(", nft %.3f Mpps", *res.NftMpps)
+	}
+	return s
+}
+
+// genFor returns the generator of a scenario sent from cpus CPUs into path p.
+func (r *rig) genFor(sc scenario, cpus int, p path) (*generator, error) {
+	flags := uint8(packets.ACK)
+	if sc.mode == genNew {
+		flags = packets.SYN
+	}
+	frame := template(p.genMAC, p.dirMAC, srcBase, vip, vipPort, sc.l4(), flags)
+	prog, counter, err := newGenerator(genSpec{mode: sc.mode, flows: sc.flows, cpus: uint32(cpus), template: frame})
+	if err != nil {
+		return nil, err
+	}
+	return &generator{prog: prog, counter: counter, frame: frame}, nil
+}
+
+// warm establishes a scenario's flows on path p: two packets per flow (the second confirms it
+// in Sluice), so that the measurement that follows finds every flow established.
+func (r *rig) warm(sc scenario, p path) error {
+	if sc.flows == 0 {
+		return nil
+	}
+	frame := template(p.genMAC, p.dirMAC, srcBase, vip, vipPort, sc.l4(), packets.ACK)
+	prog, counter, err := newGenerator(genSpec{mode: genEstablished, flows: sc.flows, pairs: true, template: frame})
+	if err != nil {
+		return err
+	}
+	defer prog.Close()
+	defer counter.Close()
+	_, _, err = r.generate(prog, frame, p, []int{0}, 2*uint64(sc.flows), time.Minute)
+	return err
+}
+
+// sample is one measurement of one forwarder.
+type sample struct {
+	mpps    float64
+	sent    uint64
+	perReal []uint64 // delivered per real server (Sluice, nftables)
+	syn     uint64   // SYNs among them
+	elapsed time.Duration
+}
+
+// send runs g into path p for dur and reads what arrived: at the real servers, or, for the
+// ceiling, back at the generator.
+func (r *rig) send(g *generator, p int, cpus []int, dur time.Duration) (sample, error) {
+	read := func() ([]uint64, uint64, error) {
+		if p == pathCeiling {
+			c, err := readCounters(r.bounced, sinkKeys)
+			if err != nil {
+				return nil, 0, err
+			}
+			return c[:1], c[sinkSYN], nil
+		}
+		return r.delivered()
+	}
+	before, synBefore, err := read()
+	if err != nil {
+		return sample{}, err
+	}
+	sent, elapsed, err := r.generate(g.prog, g.frame, r.paths[p], cpus, ^uint64(0), dur)
+	if err != nil {
+		return sample{}, err
+	}
+	after, synAfter, err := read()
+	if err != nil {
+		return sample{}, err
+	}
+	s := sample{sent: sent, syn: synAfter - synBefore, elapsed: elapsed}
+	var total uint64
+	for i := range after {
+		s.perReal = append(s.perReal, after[i]-before[i])
+		total += after[i] - before[i]
+	}
+	s.mpps = mpps(total, elapsed)
+	return s, nil
+}
+
+// measure runs one scenario: Sluice (configured through the production API, on a fresh flow
+// table), the ceiling and nftables take turns for rounds rounds of dur/rounds each, so that all
+// three see the same load on a shared machine; each keeps its best round.
+func (r *rig) measure(ctx context.Context, sc scenario, cpus []int, dur time.Duration, rounds int) (Result, error) {
+	res := Result{
+		Kind: "throughput", Scenario: sc.name, Mode: sc.method.String(), Family: "ipv4",
+		Proto: sc.l4().String(), Flows: int(sc.flows), Cores: len(cpus), Rounds: rounds,
+	}
+	l, err := r.startSluice(ctx, sc.method, flowTableFor(sc.flows))
+	if err != nil {
+		return res, err
+	}
+	defer l.Close()
+	paths := []int{pathSluice, pathCeiling}
+	if sc.nft && r.haveNft {
+		paths = append(paths, pathNft)
+	}
+	var best [numPaths]sample
+	for _, p := range paths {
+		if p == pathCeiling {
+			continue
+		}
+		if err := r.warm(sc, r.paths[p]); err != nil {
+			return res, fmt.Errorf("establish flows: %w", err)
+		}
+	}
+	for range rounds {
+		for _, p := range paths {
+			if err := ctx.Err(); err != nil {
+				return res, err
+			}
+			g, err := r.genFor(sc, len(cpus), r.paths[p])
+			if err != nil {
+				return res, err
+			}
+			s, err := r.send(g, p, cpus, dur/time.Duration(rounds))
+			g.Close()
+			if err != nil {
+				return res, err
+			}
+			if s.mpps >= best[p].mpps {
+				best[p] = s
+			}
+		}
+	}
+
+	b := best[pathSluice]
+	res.Mpps, res.CeilingMpps = ptr(b.mpps), ptr(best[pathCeiling].mpps)
+	if sc.nft && r.haveNft {
+		res.NftMpps = ptr(best[pathNft].mpps)
+	}
+	res.Sent, res.PerReal = b.sent, b.perReal
+	for _, n := range b.perReal {
+		res.Delivered += n
+	}
+	if sc.mode == genMixed {
+		res.EstablishedMpps = ptr(mpps(res.Delivered-b.syn, b.elapsed))
+	}
+	if sc.flows > 0 {
+		kept, err := establishedKept(l, sc.flows, sc.l4())
+		if err != nil {
+			return res, err
+		}
+		res.EstablishedKept = &kept
+	}
+	ns, err := scenarioCost(l, sc)
+	if err != nil {
+		return res, err
+	}
+	res.NsPerPacket = &ns
+	return res, nil
+}
+
+func mpps(packets uint64, d time.Duration) float64 {
+	if d <= 0 {
+		return 0
+	}
+	return float64(packets) / d.Seconds() / 1e6
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func deref(p *float64) float64 {
+	if p == nil {
+		return 0
+	}
+	return *p
+}

@@ -1,0 +1,61 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sluice-lb/sluice/test/netns"
+)
+
+func TestBenchUsageErrors(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		wantErr string
+	}{
+		{name: "unknown flag", args: []string{"--nope"}, wantErr: "flag provided but not defined"},
+		{name: "stray argument", args: []string{"extra"}, wantErr: `unexpected argument "extra"`},
+		{name: "negative duration", args: []string{"--duration", "-1s"}, wantErr: "want a positive duration"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			if code := realMain(append([]string{"bench"}, tt.args...), &stdout, &stderr); code != 2 {
+				t.Errorf("exit code %d, want 2", code)
+			}
+			if !strings.Contains(stderr.String(), tt.wantErr) {
+				t.Errorf("stderr %q does not contain %q", stderr.String(), tt.wantErr)
+			}
+		})
+	}
+}
+
+// TestBenchSmokeJSON runs `sluice bench --smoke --json --svg FILE` and checks what it prints.
+func TestBenchSmokeJSON(t *testing.T) {
+	if os.Geteuid() != 0 {
+		netns.SkipPrivileged(t, "needs root: sluice bench builds network namespaces")
+	}
+	svg := filepath.Join(t.TempDir(), "bench.svg")
+	var stdout, stderr bytes.Buffer
+	if code := realMain([]string{"bench", "--smoke", "--json", "--svg", svg}, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit code %d; stderr:\n%s", code, stderr.String())
+	}
+	var rows []map[string]any
+	if err := json.Unmarshal(stdout.Bytes(), &rows); err != nil {
+		t.Fatalf("stdout is not a JSON array: %v\n%s", err, stdout.String())
+	}
+	if len(rows) == 0 || rows[0]["scenario"] != "established" || rows[0]["mpps"] == nil {
+		t.Errorf("first row %v: want the established scenario with its Mpps", rows[0])
+	}
+	if !strings.Contains(stderr.String(), "[1/1]") {
+		t.Errorf("no progress on stderr:\n%s", stderr.String())
+	}
+	b, err := os.ReadFile(svg)
+	if err != nil || !bytes.HasPrefix(b, []byte("<svg")) {
+		t.Errorf("chart %s: %v, starts %q", svg, err, b[:min(len(b), 20)])
+	}
+}

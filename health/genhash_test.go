@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sluice-lb/sluice/test/netns"
 )
 
 // TestGenHashMatchesKeepalived runs keepalived's own genhash (Debian's keepalived package) and
@@ -18,7 +20,7 @@ import (
 func TestGenHashMatchesKeepalived(t *testing.T) {
 	genhash, err := exec.LookPath("genhash")
 	if err != nil {
-		t.Skip("keepalived's genhash is not installed (apt-get install keepalived)")
+		netns.SkipPrivileged(t, "keepalived's genhash is not installed (scripts/install-deps installs keepalived)")
 	}
 	big := strings.Repeat("0123456789abcdef", 40<<10) // 640 KiB, several reads
 	handler := func(w http.ResponseWriter, r *http.Request) {

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/sluice-lb/sluice/test/netns"
 )
 
 // The archive must be one another cpio implementation extracts as written: busybox's, the
@@ -16,7 +18,7 @@ import (
 func TestImageExtracts(t *testing.T) {
 	busybox, err := exec.LookPath("busybox")
 	if err != nil {
-		t.Skip("busybox not installed (scripts/install-deps ipvs installs it)")
+		netns.SkipPrivileged(t, "busybox not installed (scripts/install-deps ipvs installs it)")
 	}
 	src := filepath.Join(t.TempDir(), "host-file")
 	if err := os.WriteFile(src, []byte("from the host\n"), 0o644); err != nil {

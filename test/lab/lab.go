@@ -262,34 +262,41 @@ func (l *Lab) Get(ctx context.Context) Attempt {
 	return l.get(ctx, VIP)
 }
 
-func (l *Lab) get(ctx context.Context, dst netip.Addr) (a Attempt) {
+func (l *Lab) get(ctx context.Context, dst netip.Addr) Attempt {
+	a, _ := getAttempt(ctx, l.http, netip.AddrPortFrom(dst, Port))
+	return a
+}
+
+// getAttempt makes one GET / to dst with c and says which real server answered, as whom the
+// client appeared to it; it also returns the response's headers.
+func getAttempt(ctx context.Context, c *http.Client, dst netip.AddrPort) (a Attempt, h http.Header) {
 	a.Start = time.Now()
 	defer func() { a.Duration = time.Since(a.Start) }()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://%s:%d/", dst, Port), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+dst.String()+"/", nil)
 	if err != nil {
 		a.Err = err
-		return a
+		return a, nil
 	}
-	resp, err := l.http.Do(req)
+	resp, err := c.Do(req)
 	if err != nil {
 		a.Err = err
-		return a
+		return a, nil
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 256))
 	if err != nil {
 		a.Err = fmt.Errorf("read response: %w", err)
-		return a
+		return a, resp.Header
 	}
 	if resp.StatusCode != http.StatusOK {
 		a.Err = fmt.Errorf("status %s", resp.Status)
-		return a
+		return a, resp.Header
 	}
 	a.Server = strings.TrimSpace(string(body))
 	if ap, err := netip.ParseAddrPort(resp.Header.Get(PeerHeader)); err == nil {
 		a.Peer = ap.Addr().String()
 	}
-	return a
+	return a, resp.Header
 }
 
 // Tally counts a series of attempts.

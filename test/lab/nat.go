@@ -228,35 +228,9 @@ type NATAttempt struct {
 }
 
 // Get opens one new connection from the client to vip:80 and says who answered.
-func (l *NATLab) Get(ctx context.Context, vip netip.Addr) (a NATAttempt) {
-	a.Start = time.Now()
-	defer func() { a.Duration = time.Since(a.Start) }()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+netip.AddrPortFrom(vip, Port).String()+"/", nil)
-	if err != nil {
-		a.Err = err
-		return a
-	}
-	resp, err := l.http.Do(req)
-	if err != nil {
-		a.Err = err
-		return a
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 256))
-	if err != nil {
-		a.Err = fmt.Errorf("read response: %w", err)
-		return a
-	}
-	if resp.StatusCode != http.StatusOK {
-		a.Err = fmt.Errorf("status %s", resp.Status)
-		return a
-	}
-	a.Server = strings.TrimSpace(string(body))
-	if ap, err := netip.ParseAddrPort(resp.Header.Get(PeerHeader)); err == nil {
-		a.Peer = ap.Addr().String()
-	}
-	a.Local = resp.Header.Get(LocalHeader)
-	return a
+func (l *NATLab) Get(ctx context.Context, vip netip.Addr) NATAttempt {
+	a, h := getAttempt(ctx, l.http, netip.AddrPortFrom(vip, Port))
+	return NATAttempt{Attempt: a, Local: h.Get(LocalHeader)}
 }
 
 // WaitReady waits, up to timeout, until every real server has answered through vip.

@@ -131,34 +131,8 @@ func (tl *TunLab) KeepalivedConfTUN(delayLoop, connectTimeout time.Duration) str
 }
 
 // Get6 opens one new connection from the client to [VIP6]:80, as Get does for VIP.
-func (tl *TunLab) Get6(ctx context.Context) (a Attempt) {
-	a.Start = time.Now()
-	defer func() { a.Duration = time.Since(a.Start) }()
-	url := "http://" + netip.AddrPortFrom(VIP6, Port).String() + "/"
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		a.Err = err
-		return a
-	}
-	resp, err := tl.http6.Do(req)
-	if err != nil {
-		a.Err = err
-		return a
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 256))
-	if err != nil {
-		a.Err = fmt.Errorf("read response: %w", err)
-		return a
-	}
-	if resp.StatusCode != http.StatusOK {
-		a.Err = fmt.Errorf("status %s", resp.Status)
-		return a
-	}
-	a.Server = strings.TrimSpace(string(body))
-	if ap, err := netip.ParseAddrPort(resp.Header.Get(PeerHeader)); err == nil {
-		a.Peer = ap.Addr().String()
-	}
+func (tl *TunLab) Get6(ctx context.Context) Attempt {
+	a, _ := getAttempt(ctx, tl.http6, netip.AddrPortFrom(VIP6, Port))
 	return a
 }
 

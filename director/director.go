@@ -234,6 +234,10 @@ func (d *state) reload(cfg *config.Config) {
 // warnUnserved says which parts of the configuration the node cannot act on yet.
 func (d *state) warnUnserved() {
 	for _, vs := range d.cfg.VirtualServers {
+		if vs.Persistence > 0 {
+			d.log.Warn("persistence_timeout is not implemented yet: each connection is scheduled on its own",
+				"virtual_server", vsName(vs), "persistence_timeout", vs.Persistence)
+		}
 		for _, rs := range vs.RealServers {
 			if len(rs.Checkers) > 0 && !slices.ContainsFunc(rs.Checkers, func(c config.Checker) bool { return c.Kind != config.KindBFD }) {
 				d.log.Warn("real server has only BFD_CHECK, which is not implemented yet: it is always treated as healthy",

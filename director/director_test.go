@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -257,4 +259,15 @@ func (w *withChecker) Update(ts []health.Target) error {
 		ts[i].Checkers = []health.Checker{w.c}
 	}
 	return w.Scheduler.Update(ts)
+}
+
+func TestWarnsAboutPersistence(t *testing.T) {
+	var buf strings.Builder
+	cfg := testConfig(netip.MustParseAddrPort("127.0.0.1:1"))
+	cfg.VirtualServers[0].Persistence = 300 * time.Second
+	d := &state{log: slog.New(slog.NewTextHandler(&buf, nil)), cfg: cfg}
+	d.warnUnserved()
+	if !strings.Contains(buf.String(), "persistence_timeout is not implemented yet") {
+		t.Errorf("no warning for persistence_timeout; log: %s", buf.String())
+	}
 }

@@ -207,6 +207,8 @@ func run(args []string, stderr io.Writer) int {
 		log.Error("start control API", "err", err)
 		return 1
 	}
+	// Closing removes the socket; the process may exit before Serve notices ctx is done.
+	defer srv.Close()
 	go func() {
 		if err := srv.Serve(ctx, state); err != nil {
 			log.Error("control API stopped", "err", err)

@@ -11,6 +11,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -153,6 +154,11 @@ func (d *daemon) stopAndVerify(t *testing.T) {
 		t.Errorf("read XDP state after sluice exited: %v", err)
 	} else if attached {
 		t.Errorf("XDP still attached to director %s after sluice exited: %s", lab.Iface, desc)
+	}
+	// The daemon names its control socket after its namespace and removes it on the way out.
+	sock := filepath.Join("/run/sluice", d.lab.Director.Name+".sock")
+	if _, err := os.Lstat(sock); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("control socket %s left behind after sluice exited (%v)", sock, err)
 	}
 }
 

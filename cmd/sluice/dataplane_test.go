@@ -1,42 +1,87 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"os"
 	"strings"
 	"testing"
 
+	"github.com/sluice-lb/sluice/director"
 	"github.com/sluice-lb/sluice/ipvsfallback"
 )
 
+// stubForwarder stands in for an opened IPVS data plane: this kernel has no IPVS, and which
+// data plane openDataplane picks is what is tested here (test/vm runs the real IPVS one).
+type stubForwarder struct{ name string }
+
+func (stubForwarder) Apply(context.Context, director.Snapshot) error { return nil }
+func (stubForwarder) Close() error                                   { return nil }
+func (stubForwarder) TrafficStats() (director.TrafficStats, error) {
+	return director.TrafficStats{}, nil
+}
+
 func TestOpenDataplane(t *testing.T) {
 	log := slog.New(slog.DiscardHandler)
-	xdpErr := errors.New("xdp opened")
-	openXDP := func() (forwarder, error) { return nil, xdpErr }
+	xdpErr := errors.New("load xdp program: operation not permitted")
+	ipvsErr := errors.New("IPVS is not available in this kernel")
+	okXDP := func() (forwarder, error) { return stubForwarder{"xdp"}, nil }
+	badXDP := func() (forwarder, error) { return nil, xdpErr }
+	okIPVS := func() (forwarder, error) { return stubForwarder{"ipvs"}, nil }
+	badIPVS := func() (forwarder, error) { return nil, ipvsErr }
 
-	if _, err := openDataplane("xdp", log, openXDP); !errors.Is(err, xdpErr) {
-		t.Errorf("xdp: error = %v, want the XDP opener's", err)
+	for _, tc := range []struct {
+		name, dataplane string
+		xdp, ipvs       func() (forwarder, error)
+		wantUse         string // prefix
+		wantErr         []string
+	}{
+		{"xdp", "xdp", okXDP, badIPVS, "xdp", nil},
+		{"xdp fails", "xdp", badXDP, okIPVS, "", []string{"operation not permitted"}},
+		{"ipvs", "ipvs", okXDP, okIPVS, "ipvs", nil},
+		{"auto takes xdp", "auto", okXDP, okIPVS, "xdp", nil},
+		{"auto falls back to ipvs", "auto", badXDP, okIPVS, "ipvs (auto: XDP unavailable: load xdp program", nil},
+		{"auto with neither", "auto", badXDP, badIPVS, "", []string{"no data plane can run", "operation not permitted", "IPVS is not available"}},
+		{"unknown", "dpdk", okXDP, okIPVS, "", []string{`unknown data plane "dpdk"`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dp, use, err := openDataplane(tc.dataplane, log, tc.xdp, tc.ipvs)
+			if tc.wantErr != nil {
+				if err == nil {
+					t.Fatalf("opened %q, want an error", use)
+				}
+				for _, w := range tc.wantErr {
+					if !strings.Contains(err.Error(), w) {
+						t.Errorf("error %q lacks %q", err, w)
+					}
+				}
+				return
+			}
+			if err != nil || !strings.HasPrefix(use, tc.wantUse) || dp == nil {
+				t.Errorf("opened %q (%v), want %q", use, err, tc.wantUse)
+			}
+		})
 	}
-	if _, err := openDataplane("dpdk", log, openXDP); err == nil || !strings.Contains(err.Error(), `unknown data plane "dpdk"`) {
-		t.Errorf("dpdk: error = %v, want unknown data plane", err)
-	}
-	for _, name := range []string{"xdp", "ipvs"} {
+	for _, name := range []string{"auto", "xdp", "ipvs"} {
 		if !validDataplane(name) {
 			t.Errorf("validDataplane(%q) = false", name)
 		}
 	}
+}
+
+// TestOpenIPVSOnThisKernel opens the real IPVS data plane: on a kernel without IPVS it must say
+// so with ErrUnavailable.
+func TestOpenIPVSOnThisKernel(t *testing.T) {
 	if os.Geteuid() != 0 {
-		return // opening IPVS needs root; the rest is covered by ipvsfallback and test/vm
+		t.Skip("opening IPVS needs root; ipvsfallback and test/vm cover the rest")
 	}
-	dp, err := openDataplane("ipvs", log, openXDP)
+	dp, err := openIPVS(slog.New(slog.DiscardHandler))
 	if err != nil {
 		if !errors.Is(err, ipvsfallback.ErrUnavailable) {
-			t.Fatalf("ipvs: error = %v, want ErrUnavailable on a kernel without IPVS", err)
+			t.Fatalf("error = %v, want ErrUnavailable on a kernel without IPVS", err)
 		}
 		return
 	}
-	if err := dp.Close(); err != nil {
-		t.Fatal(err)
-	}
+	dp.Close()
 }

@@ -134,7 +134,7 @@ func run(args []string, stderr io.Writer) int {
 	debug := fs.Bool("D", false, "detailed log")
 	test := fs.Bool("t", false, "check the configuration and exit (keepalived -t)")
 	configID := fs.String("i", "", "config id: keep only the @ID lines for this id (keepalived -i; default: the host name)")
-	dataplane := fs.String("dataplane", "xdp", "data plane: xdp, or ipvs (kernel IPVS)")
+	dataplane := fs.String("dataplane", "auto", "data plane: auto (XDP, else kernel IPVS), xdp or ipvs")
 	socket := fs.String("socket", control.SocketPath(control.Instance()), "control socket (root only)")
 	pidFile := fs.String("p", "", "write the daemon's pid to this file (keepalived: -p, --pid)")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
@@ -150,7 +150,7 @@ func run(args []string, stderr io.Writer) int {
 		return checkMain([]string{"-f", *file, "-i", *configID}, io.Discard, stderr)
 	}
 	if !validDataplane(*dataplane) {
-		fmt.Fprintf(stderr, "sluice run: --dataplane %q: want xdp or ipvs\n", *dataplane)
+		fmt.Fprintf(stderr, "sluice run: --dataplane %q: want auto, xdp or ipvs\n", *dataplane)
 		return 2
 	}
 
@@ -177,7 +177,9 @@ func run(args []string, stderr io.Writer) int {
 		defer remove()
 	}
 
-	dp, err := openDataplane(*dataplane, log, func() (forwarder, error) { return loader.New(loader.Options{Logger: log}) })
+	dp, inUse, err := openDataplane(*dataplane, log,
+		func() (forwarder, error) { return loader.New(loader.Options{Logger: log}) },
+		func() (forwarder, error) { return openIPVS(log) })
 	if err != nil {
 		log.Error("open data plane", "dataplane", *dataplane, "err", err)
 		return 1
@@ -199,7 +201,7 @@ func run(args []string, stderr io.Writer) int {
 	}
 	watchReload(ctx, reloadFile)
 
-	state = control.NewState(control.Status{Version: version, Config: *file, Started: time.Now(), Dataplane: *dataplane},
+	state = control.NewState(control.Status{Version: version, Config: *file, Started: time.Now(), Dataplane: inUse},
 		dp, reloadFile)
 	state.SetConfig(cfg)
 	srv, err := control.Listen(*socket, log)

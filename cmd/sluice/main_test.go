@@ -55,7 +55,7 @@ func TestCommandLine(t *testing.T) {
 		{name: "leading flag means run, like keepalived -t -f", args: []string{"-t", "-f", bad}, wantCode: 5,
 			wantErrAll: []string{bad + ":2:13: "}},
 		{name: "unknown data plane", args: []string{"run", "-f", good, "--dataplane", "dpdk"}, wantCode: 2,
-			wantErrAll: []string{`--dataplane "dpdk": want xdp or ipvs`}},
+			wantErrAll: []string{`--dataplane "dpdk": want auto, xdp or ipvs`}},
 		{name: "stray argument", args: []string{"run", "-f", good, "extra"}, wantCode: 2, wantErrAll: []string{`unexpected argument "extra"`}},
 		{name: "bad config is refused before anything is loaded", args: []string{"run", "-n", "-l", "-f", bad}, wantCode: 1,
 			wantErrAll: []string{bad + ":3:17: "}},

@@ -357,3 +357,47 @@ func TestRunsWithUnitCapabilities(t *testing.T) {
 		}
 	}
 }
+
+// TestAutoDataplane: by default (auto) the daemon forwards with XDP and says so; when the XDP
+// program cannot be loaded (here: the BPF capabilities are withheld) auto falls back to kernel
+// IPVS, and on this kernel, which has no IPVS, the daemon exits non-zero naming both reasons.
+// test/vm runs the IPVS data plane itself on a kernel that has it.
+func TestAutoDataplane(t *testing.T) {
+	d := startSluice(t)
+	out, errOut, code := d.cli(t, "status", "--json")
+	if code != 0 {
+		t.Fatalf("status: %s", errOut)
+	}
+	var st control.Status
+	if err := json.Unmarshal([]byte(out), &st); err != nil || st.Dataplane != "xdp" {
+		t.Errorf("status data plane %q (%v), want xdp", st.Dataplane, err)
+	}
+
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		t.Fatalf("setpriv (util-linux) not found: %v", err)
+	}
+	cmd := d.lab.Director.Command(setpriv, "--bounding-set=-all,+net_admin,+net_raw", "--inh-caps=-all", "--",
+		sluiceBin, "run", "-f", d.conf, "-n", "-l", "--socket", filepath.Join(t.TempDir(), "other.sock"))
+	var stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stderr, &stderr
+	done := make(chan error, 1)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err = <-done:
+	case <-time.After(20 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("sluice without BPF capabilities did not exit")
+	}
+	if err == nil {
+		t.Fatalf("sluice without BPF and without IPVS exited 0:\n%s", stderr.String())
+	}
+	for _, want := range []string{"no data plane can run", "xdp:", "IPVS is not available"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, stderr.String())
+		}
+	}
+}

@@ -124,6 +124,8 @@ func TestVRRPFailover(t *testing.T) {
 	// client follows the new master's gratuitous ARP.
 	ds[0].proc.Cmd.Process.Signal(syscall.SIGKILL)
 	<-ds[0].proc.Done()
+	// A killed daemon cannot remove its control socket (the next one to start replaces it).
+	t.Cleanup(func() { os.Remove(filepath.Join(control.DefaultDir, l.Directors[0].Name+".sock")) })
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) && ds[1].vrrpState(t) != "MASTER" {
 		time.Sleep(50 * time.Millisecond)

@@ -84,24 +84,16 @@ func startSluice(t *testing.T, extra ...string) *daemon {
 	if err != nil {
 		t.Fatalf("build lab: %v", err)
 	}
-	conf := filepath.Join(t.TempDir(), "keepalived.conf")
-	if err := os.WriteFile(conf, []byte(l.KeepalivedConf(lab.DelayLoop, lab.ConnectTimeout)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-
-	var ended atomic.Bool // t.Log after the test has ended panics
-	d := &daemon{lab: l, conf: conf, log: &lab.LogTail{OnLine: func(line string) {
-		if !ended.Load() {
-			t.Log("sluice: " + line)
-		}
-	}}}
+	conf := writeConf(t, l.KeepalivedConf(lab.DelayLoop, lab.ConnectTimeout))
+	log, stopLog := testLog(t)
+	d := &daemon{lab: l, conf: conf, log: log}
 	d.proc, err = l.StartSluice(sluiceBin, conf, d.log, extra...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		d.stopAndVerify(t)
-		ended.Store(true)
+		stopLog()
 	})
 
 	// Stop waiting as soon as sluice dies.
@@ -135,6 +127,27 @@ func startSluice(t *testing.T, extra ...string) *daemon {
 	}
 	t.Logf("director %s: XDP %s", lab.Iface, desc)
 	return d
+}
+
+// writeConf writes a keepalived.conf into the test's temporary directory and returns its path.
+func writeConf(t *testing.T, text string) string {
+	t.Helper()
+	conf := filepath.Join(t.TempDir(), "keepalived.conf")
+	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return conf
+}
+
+// testLog returns a LogTail that copies sluice's log lines into the test's log, and the function
+// that stops the copying; call it in the test's last cleanup, as t.Log after the end panics.
+func testLog(t *testing.T) (*lab.LogTail, func()) {
+	var ended atomic.Bool
+	return &lab.LogTail{OnLine: func(line string) {
+		if !ended.Load() {
+			t.Log("sluice: " + line)
+		}
+	}}, func() { ended.Store(true) }
 }
 
 // stopAndVerify sends SIGTERM and checks for exit status 0 and a detached XDP program.

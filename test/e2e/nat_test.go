@@ -4,9 +4,6 @@ import (
 	"context"
 	"maps"
 	"net/netip"
-	"os"
-	"path/filepath"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -30,16 +27,8 @@ func TestNAT(t *testing.T) {
 	if err != nil {
 		t.Fatalf("build lab: %v", err)
 	}
-	conf := filepath.Join(t.TempDir(), "keepalived.conf")
-	if err := os.WriteFile(conf, []byte(nl.KeepalivedConf(lab.DelayLoop, lab.ConnectTimeout)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	var ended atomic.Bool // t.Log after the test has ended panics
-	log := &lab.LogTail{OnLine: func(line string) {
-		if !ended.Load() {
-			t.Log("sluice: " + line)
-		}
-	}}
+	conf := writeConf(t, nl.KeepalivedConf(lab.DelayLoop, lab.ConnectTimeout))
+	log, stopLog := testLog(t)
 	proc, err := nl.StartSluice(sluiceBin, conf, log)
 	if err != nil {
 		t.Fatal(err)
@@ -58,7 +47,7 @@ func TestNAT(t *testing.T) {
 				t.Errorf("director %s after sluice exited: XDP %+v, %v; want none", ifName, x, err)
 			}
 		}
-		ended.Store(true)
+		stopLog()
 	})
 
 	ctx, cancel := context.WithCancel(context.Background())

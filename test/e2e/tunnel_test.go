@@ -3,9 +3,6 @@ package e2e
 import (
 	"context"
 	"maps"
-	"os"
-	"path/filepath"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,23 +25,16 @@ func TestTunnelling(t *testing.T) {
 	if err != nil {
 		t.Fatalf("build lab: %v", err)
 	}
-	conf := filepath.Join(t.TempDir(), "keepalived.conf")
-	if err := os.WriteFile(conf, []byte(tl.KeepalivedConfTUN(lab.DelayLoop, lab.ConnectTimeout)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	var ended atomic.Bool // t.Log after the test has ended panics
-	d := &daemon{lab: tl.Lab, conf: conf, log: &lab.LogTail{OnLine: func(line string) {
-		if !ended.Load() {
-			t.Log("sluice: " + line)
-		}
-	}}}
+	conf := writeConf(t, tl.KeepalivedConfTUN(lab.DelayLoop, lab.ConnectTimeout))
+	log, stopLog := testLog(t)
+	d := &daemon{lab: tl.Lab, conf: conf, log: log}
 	d.proc, err = tl.StartSluice(sluiceBin, conf, d.log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		d.stopAndVerify(t)
-		ended.Store(true)
+		stopLog()
 	})
 
 	ctx, cancel := context.WithCancel(context.Background())

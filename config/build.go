@@ -211,6 +211,16 @@ func (p *parser) flag(n *node) (bool, bool) {
 	return v, true
 }
 
+// blockName reads the NAME of a `KEYWORD NAME { ... }` block; ok is false when it is missing.
+func (p *parser) blockName(n *node) (name string, ok bool) {
+	if len(n.args) == 0 {
+		p.errorf(n.pos, "%s needs a name: expected %s NAME { ... }", n.name, n.name)
+		return "", false
+	}
+	p.extraArgs(n, 1)
+	return n.args[0].text, true
+}
+
 func (p *parser) extraArgs(n *node, max int) {
 	if len(n.args) > max {
 		p.warnf(n.args[max].pos, "%s takes %d value(s); extra %s and after ignored", n.name, max, n.args[max].describe())
@@ -717,14 +727,8 @@ func (p *parser) tcpCheck(n *node) (tcpCheckDraft, bool) {
 
 func (p *parser) vrrpInstance(n *node) (VRRPInstance, bool) {
 	vi := VRRPInstance{Pos: n.pos, Priority: DefaultVRRPPriority, State: DefaultVRRPState}
-	ok := true
-	if len(n.args) == 0 {
-		p.errorf(n.pos, "vrrp_instance needs a name: expected vrrp_instance NAME { ... }")
-		ok = false
-	} else {
-		vi.Name = n.args[0].text
-		p.extraArgs(n, 1)
-	}
+	var ok bool
+	vi.Name, ok = p.blockName(n)
 	if !p.needBlock(n) {
 		return vi, false
 	}

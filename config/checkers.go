@@ -771,14 +771,8 @@ func (vs *VirtualServer) service() string {
 // virtualServerGroup maps a virtual_server_group block.
 func (p *parser) virtualServerGroup(n *node) (VirtualServerGroup, bool) {
 	g := VirtualServerGroup{Pos: n.pos}
-	ok := true
-	if len(n.args) == 0 {
-		p.errorf(n.pos, "virtual_server_group needs a name: expected virtual_server_group NAME { ... }")
-		ok = false
-	} else {
-		g.Name = n.args[0].text
-		p.extraArgs(n, 1)
-	}
+	var ok bool
+	g.Name, ok = p.blockName(n)
 	if !p.needBlock(n) {
 		return g, false
 	}

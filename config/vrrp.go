@@ -568,14 +568,8 @@ func (p *parser) notify(n *node, nt *Notify) bool {
 // vrrpScript maps a vrrp_script block.
 func (p *parser) vrrpScript(n *node) (VRRPScript, bool) {
 	s := VRRPScript{Pos: n.pos, Interval: time.Second, Rise: 1, Fall: 1}
-	ok := true
-	if len(n.args) == 0 {
-		p.errorf(n.pos, "vrrp_script needs a name: expected vrrp_script NAME { ... }")
-		ok = false
-	} else {
-		s.Name = n.args[0].text
-		p.extraArgs(n, 1)
-	}
+	var ok bool
+	s.Name, ok = p.blockName(n)
 	if !p.needBlock(n) {
 		return s, false
 	}
@@ -645,14 +639,8 @@ func (p *parser) vrrpScript(n *node) (VRRPScript, bool) {
 // vrrpSyncGroup maps a vrrp_sync_group block.
 func (p *parser) vrrpSyncGroup(n *node) (VRRPSyncGroup, bool) {
 	g := VRRPSyncGroup{Pos: n.pos}
-	ok := true
-	if len(n.args) == 0 {
-		p.errorf(n.pos, "vrrp_sync_group needs a name: expected vrrp_sync_group NAME { ... }")
-		ok = false
-	} else {
-		g.Name = n.args[0].text
-		p.extraArgs(n, 1)
-	}
+	var ok bool
+	g.Name, ok = p.blockName(n)
 	if !p.needBlock(n) {
 		return g, false
 	}
@@ -697,13 +685,8 @@ func (p *parser) vrrpSyncGroup(n *node) (VRRPSyncGroup, bool) {
 // trackFile maps a top-level track_file / vrrp_track_file block.
 func (p *parser) trackFile(n *node) (TrackFile, bool) {
 	f := TrackFile{Pos: n.pos, Weight: 1}
-	ok := true
-	if len(n.args) == 0 {
-		p.errorf(n.pos, "%s needs a name: expected %s NAME { ... }", n.name, n.name)
-		ok = false
-	} else {
-		f.Name = n.args[0].text
-	}
+	var ok bool
+	f.Name, ok = p.blockName(n)
 	if !p.needBlock(n) {
 		return f, false
 	}

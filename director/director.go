@@ -47,6 +47,9 @@ type Options struct {
 	NewVRRP func(config.VRRPInstance) (VRRPInstance, error)
 	// OnVRRP, when set, receives every VRRP transition (status).
 	OnVRRP func(vrrp.Event)
+	// Notify, when set, is told about VRRP, real server and quorum transitions (scripts,
+	// FIFOs, e-mail alerts).
+	Notify Notifier
 }
 
 // Run owns the forwarding state until ctx is cancelled. It returns an error only if the first
@@ -75,7 +78,8 @@ func Run(ctx context.Context, opts Options) error {
 	defer cancel()
 	go hr.Run(ctx)
 
-	d := &state{log: log, cfg: opts.Config, up: map[string]verdict{}, vrrp: map[string]vrrp.State{}}
+	d := &state{log: log, cfg: opts.Config, up: map[string]verdict{}, vrrp: map[string]vrrp.State{},
+		notify: cmp.Or[Notifier](opts.Notify, nopNotifier{})}
 	d.warnUnserved()
 	ts, err := targets(d.cfg)
 	if err != nil {
@@ -172,6 +176,8 @@ type state struct {
 	// vrrp is each vrrp_instance's state; a VIP an instance covers is forwarded only while
 	// that instance is MASTER.
 	vrrp map[string]vrrp.State
+	// notify is told about transitions; never nil.
+	notify Notifier
 }
 
 func (d *state) vrrpEvent(ev vrrp.Event) {

@@ -632,11 +632,17 @@ func (p *parser) realServer(n *node) (realServerDraft, bool) {
 			ok = ok && cok
 		default:
 			if contains(checkers, c.name) {
-				p.warnf(c.pos, "%s parsed, not supported yet", c.name)
+				// Every checker runs (health/) except BFD_CHECK.
+				unsupported := CheckerKind(c.name) == KindBFD
+				if unsupported {
+					p.warnf(c.pos, "%s parsed, not supported yet", c.name)
+				}
 				g, cok := p.checker(c, CheckerKind(c.name))
 				if cok {
 					d.checkers = append(d.checkers, g)
-					d.rs.UnsupportedCheckers = append(d.rs.UnsupportedCheckers, c.name)
+					if unsupported {
+						d.rs.UnsupportedCheckers = append(d.rs.UnsupportedCheckers, c.name)
+					}
 				}
 				ok = ok && cok
 				continue
@@ -712,6 +718,8 @@ func (p *parser) tcpCheck(n *node) (tcpCheckDraft, bool) {
 			v, vok := p.timerValue(c, time.Microsecond, maxTimer)
 			d.check.DelayLoop = v
 			ok = ok && vok
+		case "alpha":
+			// The generic checker view parses it (Checker.Alpha) and reports a bad value.
 		default:
 			if !p.inheritable(c, &d.in) {
 				p.other(c, "in TCP_CHECK", tcpCheckUnsupported, tcpCheckSupported)

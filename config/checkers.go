@@ -613,13 +613,12 @@ func (p *parser) virtualServerExtra(n *node, vs *VirtualServer, in *inherited, o
 		v, g := p.intValue(n, 0, 2147483647)
 		vs.Hysteresis, good = int(v), g
 	case "quorum_up", "quorum_down":
-		t, g := p.valueArgs(n, "a script")
+		s, u, g := p.script(n)
 		if g {
-			_ = t
 			if n.name == "quorum_up" {
-				vs.QuorumUp = joinArgs(n.args)
+				vs.QuorumUp, vs.QuorumUpUser = s, u
 			} else {
-				vs.QuorumDown = joinArgs(n.args)
+				vs.QuorumDown, vs.QuorumDownUser = s, u
 			}
 		}
 		good = g
@@ -653,6 +652,12 @@ func (p *parser) virtualServerExtra(n *node, vs *VirtualServer, in *inherited, o
 	case "ha_suspend":
 		p.extraArgs(n, 0)
 		vs.HASuspend = true
+	case "sh-port", "mh-port", "flag-2":
+		p.extraArgs(n, 0)
+		vs.SchedPort = true
+	case "sh-fallback", "mh-fallback", "flag-1":
+		p.extraArgs(n, 0)
+		vs.SchedFallback = true
 	case "persistence_granularity":
 		t, g := p.value(n, "a netmask (255.255.255.0) or prefix length")
 		if g {
@@ -699,11 +704,17 @@ func (p *parser) realServerExtra(n *node, d *realServerDraft) bool {
 	good := true
 	switch n.name {
 	case "notify_up", "notify_down":
-		_, g := p.valueArgs(n, "a script")
+		s, u, g := p.script(n)
 		if n.name == "notify_up" {
-			d.rs.NotifyUp = joinArgs(n.args)
+			d.rs.NotifyUp, d.rs.NotifyUpUser = s, u
 		} else {
-			d.rs.NotifyDown = joinArgs(n.args)
+			d.rs.NotifyDown, d.rs.NotifyDownUser = s, u
+		}
+		good = g
+	case "smtp_alert":
+		v, g := p.flag(n)
+		if g {
+			d.rs.SMTPAlert = &v
 		}
 		good = g
 	case "uthreshold", "lthreshold":
@@ -899,7 +910,6 @@ func (p *parser) dropUntrackedFileChecks(vss []VirtualServer, cfg *Config) {
 			for _, c := range rs.Checkers {
 				if c.File != nil && !cfg.hasTrackFile(c.File.TrackFile) {
 					p.warnf(c.Pos, "FILE_CHECK track_file %s not found: checker ignored as keepalived does", c.File.TrackFile)
-					rs.UnsupportedCheckers = removeOne(rs.UnsupportedCheckers, string(KindFile))
 					continue
 				}
 				keep = append(keep, c)
@@ -916,14 +926,4 @@ func (c *Config) hasTrackFile(name string) bool {
 		}
 	}
 	return false
-}
-
-// removeOne removes the first s from list.
-func removeOne(list []string, s string) []string {
-	for i, x := range list {
-		if x == s {
-			return append(list[:i:i], list[i+1:]...)
-		}
-	}
-	return list
 }

@@ -101,6 +101,17 @@ type GlobalDefs struct {
 	SMTPConnectTimeout    time.Duration
 	SMTPHeloName          string
 	SMTPAlert             *bool
+	// SMTPAlertVRRP and SMTPAlertChecker are smtp_alert_vrrp / smtp_alert_checker: the
+	// defaults for vrrp_instance and real_server alerts; nil when not set.
+	SMTPAlertVRRP    *bool
+	SMTPAlertChecker *bool
+	// NoEmailFaults is no_email_faults: no alert for a FAULT transition.
+	NoEmailFaults bool
+	// NotifyFIFO, VRRPNotifyFIFO and LVSNotifyFIFO are notify_fifo, vrrp_notify_fifo and
+	// lvs_notify_fifo with their *_script; a zero Path means none.
+	NotifyFIFO     NotifyFIFO
+	VRRPNotifyFIFO NotifyFIFO
+	LVSNotifyFIFO  NotifyFIFO
 	// VRRPMcastGroup4/6 are the advertisement groups; zero means 224.0.0.18 / ff02::12.
 	VRRPMcastGroup4 netip.Addr
 	VRRPMcastGroup6 netip.Addr
@@ -120,6 +131,31 @@ type GlobalDefs struct {
 	DynamicInterfaces     bool
 	MaxAutoPriority       int
 	LVSSyncDaemon         string // INTERFACE [inst] VRRP_INSTANCE [id N] ... as written
+	// LVSTimeouts is lvs_timeouts: flow idle timeouts; zero fields keep the default.
+	LVSTimeouts LVSTimeouts
+}
+
+// LVSTimeouts are keepalived's lvs_timeouts: how long a connection may stay idle (TCP), idle
+// after a FIN (TCPFin) and how long a UDP flow lives without packets. Zero means the default.
+type LVSTimeouts struct {
+	TCP, TCPFin, UDP time.Duration
+}
+
+// ScriptUser is the optional `username [groupname]` after a notify script; an empty User
+// means global_defs script_user.
+type ScriptUser struct {
+	User  string
+	Group string
+}
+
+// NotifyFIFO is a notify_fifo (or vrrp_/lvs_notify_fifo) line and its *_fifo_script.
+type NotifyFIFO struct {
+	Path string
+	// User and Group own the FIFO when it is created; empty: script_user.
+	User, Group string
+	// Script reads the FIFO, started with its path as the last argument; empty: none.
+	Script     string
+	ScriptUser ScriptUser
 }
 
 // Protocol is a transport protocol of a virtual server.
@@ -161,17 +197,24 @@ type VirtualServer struct {
 	// Quorum is the minimum total weight of live servers for the service to be up; default 1.
 	Quorum     int
 	Hysteresis int
-	QuorumUp   string // script run when quorum is gained, as written
+	QuorumUp   string // script run when quorum is gained: the command line, quotes removed
 	QuorumDown string
+	// QuorumUpUser and QuorumDownUser are the users given after the scripts.
+	QuorumUpUser, QuorumDownUser ScriptUser
 	// SorryServer replaces every real server while quorum is lost; nil when not set.
 	SorryServer *SorryServer
 	HASuspend   bool
 	// PersistenceGranularity is the persistence netmask as a prefix length; zero: a host (/32, /128).
 	PersistenceGranularity int
-	Alpha                  bool // every real server starts down
-	Omega                  bool // run quorum_down / notify_down on shutdown
-	Virtualhost            string
-	SMTPAlert              *bool
+	// SchedPort is sh-port / mh-port (or flag-2): sh and mh hash the client port too.
+	SchedPort bool
+	// SchedFallback is sh-fallback / mh-fallback (or flag-1): a client whose hashed real
+	// server cannot take it goes to another instead of being refused.
+	SchedFallback bool
+	Alpha         bool // every real server starts down
+	Omega         bool // run quorum_down / notify_down on shutdown
+	Virtualhost   string
+	SMTPAlert     *bool
 }
 
 // VirtualServerGroup is a virtual_server_group block.
@@ -204,16 +247,20 @@ type RealServer struct {
 	TCPChecks []TCPCheck
 	// Checkers is every checker block in file order, of every kind (TCP_CHECK included), with
 	// inherited settings resolved. The director runs the kinds it implements.
-	Checkers    []Checker
-	NotifyUp    string // script run when the server comes up, as written
-	NotifyDown  string
+	Checkers   []Checker
+	NotifyUp   string // script run when the server comes up: the command line, quotes removed
+	NotifyDown string
+	// NotifyUpUser and NotifyDownUser are the users given after the scripts.
+	NotifyUpUser, NotifyDownUser ScriptUser
+	// SMTPAlert is the real server's smtp_alert; nil when not set.
+	SMTPAlert   *bool
 	UThreshold  int // maximum connections; zero: none
 	LThreshold  int
 	Alpha       bool   // start down until checks pass (real_server alpha, else virtual_server's)
 	Virtualhost string // for HTTP_GET / SSL_GET: the real server's, else the virtual server's
-	// UnsupportedCheckers names each checker block Sluice does not run yet (every kind but
-	// TCP_CHECK for now), once per block, so the director can tell that the server's health is
-	// not fully known rather than trusting TCPChecks alone. Their settings are in Checkers.
+	// UnsupportedCheckers names each checker block Sluice does not run yet (BFD_CHECK), once
+	// per block, so the director can tell that the server's health is not fully known. Their
+	// settings are in Checkers.
 	UnsupportedCheckers []string
 }
 
@@ -272,5 +319,10 @@ type VRRPInstance struct {
 	DontTrackPrimary bool
 	Accept           *bool // nil: keepalived's default (accept unless strict)
 	StrictMode       bool
-	SMTPAlert        bool
+	// HigherPrioSendAdvert is higher_prio_send_advert: a master yielding to a higher priority
+	// sends one advert first.
+	HigherPrioSendAdvert bool
+	// SMTPAlert is smtp_alert; false also when not set, so global_defs smtp_alert_vrrp and
+	// smtp_alert decide.
+	SMTPAlert bool
 }

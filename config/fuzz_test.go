@@ -22,6 +22,7 @@ func FuzzParse(f *testing.F) {
 		f.Add(src)
 	}
 	f.Add([]byte("include *.conf\n"))
+	f.Add([]byte("global_defs{lvs_timeouts tcp 7200 tcpfin 120 udp 300}\nvirtual_server 10.0.0.1 0{persistence_timeout\npersistence_granularity 24\nlb_algo sh\nsh-port\nsh-fallback\n}"))
 	f.Add([]byte("virtual_server 10.0.0.1 80{real_server 10.0.0.2 80{TCP_CHECK{}}}"))
 	f.Add([]byte("a \"b\nc\\\r\n\u00a0{}}{"))
 	f.Add([]byte("$A= \\\n~SEQ(X, 1, 3) ${X} \\\n$B\n$B=${A}\n$A\n@x $C=1\n@^x ~LST({P,Q},{1,2}) $P$Q ${_RANDOM 1 2}\n"))

@@ -1,6 +1,20 @@
 package config
 
-import "time"
+import (
+	"strings"
+	"time"
+)
+
+// fifoOf returns the global_defs field of a notify_fifo keyword.
+func fifoOf(g *GlobalDefs, keyword string) *NotifyFIFO {
+	switch keyword {
+	case "vrrp_notify_fifo":
+		return &g.VRRPNotifyFIFO
+	case "lvs_notify_fifo":
+		return &g.LVSNotifyFIFO
+	}
+	return &g.NotifyFIFO
+}
 
 // globalField maps one global_defs keyword Sluice types beyond router_id; false when n is not one.
 func (p *parser) globalField(n *node, g *GlobalDefs) bool {
@@ -33,6 +47,35 @@ func (p *parser) globalField(n *node, g *GlobalDefs) bool {
 	case "smtp_alert":
 		if v, ok := p.flag(n); ok {
 			g.SMTPAlert = &v
+		}
+	case "smtp_alert_vrrp":
+		if v, ok := p.flag(n); ok {
+			g.SMTPAlertVRRP = &v
+		}
+	case "smtp_alert_checker":
+		if v, ok := p.flag(n); ok {
+			g.SMTPAlertChecker = &v
+		}
+	case "no_email_faults":
+		p.extraArgs(n, 0)
+		g.NoEmailFaults = true
+	case "notify_fifo", "vrrp_notify_fifo", "lvs_notify_fifo":
+		if t, ok := p.valueArgs(n, "a FIFO path [username [groupname]]"); ok {
+			f := fifoOf(g, n.name)
+			f.Path = t.text
+			f.User, f.Group = "", ""
+			if len(n.args) > 1 {
+				f.User = n.args[1].text
+			}
+			if len(n.args) > 2 {
+				f.Group = n.args[2].text
+			}
+			p.extraArgs(n, 3)
+		}
+	case "notify_fifo_script", "vrrp_notify_fifo_script", "lvs_notify_fifo_script":
+		if s, u, ok := p.script(n); ok {
+			f := fifoOf(g, strings.TrimSuffix(n.name, "_script"))
+			f.Script, f.ScriptUser = s, u
 		}
 	case "vrrp_mcast_group4":
 		if a, ok := p.addrValue(n); ok {
@@ -106,6 +149,8 @@ func (p *parser) globalField(n *node, g *GlobalDefs) bool {
 			}
 			g.MaxAutoPriority = int(v)
 		}
+	case "lvs_timeouts":
+		p.lvsTimeouts(n, &g.LVSTimeouts)
 	case "lvs_sync_daemon":
 		if t, ok := p.valueArgs(n, "an interface and options"); ok {
 			g.LVSSyncDaemon = t.text
@@ -117,6 +162,52 @@ func (p *parser) globalField(n *node, g *GlobalDefs) bool {
 		return false
 	}
 	return true
+}
+
+// maxLVSTimeout is the longest lvs_timeouts value keepalived accepts (LVS_MAX_TIMEOUT), in seconds.
+const maxLVSTimeout = 86400 * 31
+
+// lvsTimeouts maps `lvs_timeouts [tcp N] [tcpfin N] [udp N]`, seconds each, in any order.
+func (p *parser) lvsTimeouts(n *node, t *LVSTimeouts) {
+	if n.hasBlock {
+		p.errorf(n.open, "lvs_timeouts takes values, not a block: expected tcp N, tcpfin N or udp N")
+		return
+	}
+	if len(n.args) == 0 {
+		p.errorf(n.pos, "lvs_timeouts needs a value: expected tcp N, tcpfin N or udp N")
+		return
+	}
+	for i := 0; i < len(n.args); i++ {
+		opt := n.args[i]
+		var dst *time.Duration
+		switch opt.text {
+		case "tcp":
+			dst = &t.TCP
+		case "tcpfin":
+			dst = &t.TCPFin
+		case "udp":
+			dst = &t.UDP
+		default:
+			p.errorf(opt.pos, "invalid lvs_timeouts option %s: expected tcp, tcpfin or udp", quote(opt.text))
+			if i+1 < len(n.args) {
+				if _, err := parseSignedInt(n.args[i+1].text, -1<<62, 1<<62); err == nil {
+					i++ // its value: one error is enough
+				}
+			}
+			continue
+		}
+		if i+1 == len(n.args) {
+			p.errorf(opt.pos, "lvs_timeouts %s needs a value: expected seconds in 0..%d", opt.text, maxLVSTimeout)
+			return
+		}
+		i++
+		v, err := parseInt(n.args[i].text, 0, maxLVSTimeout)
+		if err != nil {
+			p.errorf(n.args[i].pos, "invalid lvs_timeouts %s %s: %v", opt.text, quote(n.args[i].text), err)
+			continue
+		}
+		*dst = time.Duration(v) * time.Second
+	}
 }
 
 // sslBlock maps the top-level SSL block.

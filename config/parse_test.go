@@ -80,7 +80,6 @@ func TestParseFileGolden(t *testing.T) {
 					VirtualAddresses: []netip.Prefix{netip.MustParsePrefix("192.0.2.10/24"), netip.MustParsePrefix("192.0.2.11/32")},
 				}},
 				Warnings: []Warning{
-					{pos(dr, 4, 4), "notification_email parsed, not supported yet"},
 					{pos(dr, 21, 23), "virtual_ipaddress options (dev) parsed, not supported yet: addresses go on the instance's interface"},
 				},
 			},
@@ -96,15 +95,13 @@ func TestParseFileGolden(t *testing.T) {
 						{Pos: pos(messy, 9, 2), Addr: addr("2001:db8::1"), Port: 8443, Weight: 5},
 						{
 							Pos: pos(messy, 10, 2), Addr: addr("2001:db8::2"), Port: 8443, Weight: 4,
-							TCPChecks:           []TCPCheck{{Pos: pos(messy, 15, 3), ConnectTimeout: 1500 * time.Millisecond, Retry: 2, DelayBeforeRetry: time.Second}},
-							UnsupportedCheckers: []string{"HTTP_GET"},
+							TCPChecks: []TCPCheck{{Pos: pos(messy, 15, 3), ConnectTimeout: 1500 * time.Millisecond, Retry: 2, DelayBeforeRetry: time.Second}},
 						},
 					},
 				}},
 				Warnings: []Warning{
 					{pos(messy, 13, 9), "non-breaking space (U+00A0) treated as a space; keepalived would make it part of a word"},
 					{pos(messy, 14, 3), "nb_get_retry is a deprecated spelling of retry (keepalived 2.2 rejects it); use retry"},
-					{pos(messy, 16, 3), "HTTP_GET parsed, not supported yet"},
 				},
 			},
 		},
@@ -336,11 +333,10 @@ func TestParseWarnings(t *testing.T) {
 			"t.conf:7:1: virtual_server 10.0.0.1 80 has no real servers",
 			"t.conf:7:1: duplicate virtual_server 10.0.0.1 80 TCP ignored: first defined at t.conf:1:1",
 		}},
-		{"known top-level block", "vrrp_script chk {\nscript x\n}\nvrrp_sync_group G {\n}\n", []string{
-			"t.conf:1:1: vrrp_script parsed, not supported yet",
-			"t.conf:4:1: vrrp_sync_group parsed, not supported yet",
-		}},
-		{"unsupported checker", vs("real_server 10.0.1.1 80 {\nMISC_CHECK {\nmisc_path /bin/true\n}\n}"), []string{"t.conf:4:1: MISC_CHECK parsed, not supported yet"}},
+		{"known top-level block", "static_routes {\n}\n", []string{"t.conf:1:1: static_routes parsed, not supported yet"}},
+		{"tracking blocks are supported", "vrrp_script chk {\nscript x\n}\nvrrp_sync_group G {\n}\ntrack_file f {\nfile /x\n}\n", nil},
+		{"unsupported checker", vs("real_server 10.0.1.1 80 {\nBFD_CHECK {\nname b1\n}\n}"), []string{"t.conf:4:1: BFD_CHECK parsed, not supported yet"}},
+		{"supported checker", vs("real_server 10.0.1.1 80 {\nMISC_CHECK {\nmisc_path /bin/true\n}\n}"), nil},
 		{"unsupported checker option", vs("real_server 10.0.1.1 80 {\nTCP_CHECK {\nbind_port 1000\n}\n}"), []string{"t.conf:5:1: bind_port parsed, not supported yet"}},
 		{"global_defs keyword", "global_defs {\nrouter_id a\nlvs_flush\n}\n", []string{"t.conf:3:1: lvs_flush parsed, not supported yet"}},
 		{"no protocol defaults to UDP", "virtual_server 10.0.0.1 53 {\nreal_server 10.0.1.1 53 {\n}\n}\n", []string{"t.conf:1:1: virtual_server 10.0.0.1 53 has no protocol: using UDP as keepalived does; add protocol TCP if that was meant"}},
@@ -354,10 +350,9 @@ func TestParseWarnings(t *testing.T) {
 		}},
 		{"DR port reset", vs("lb_kind DR\nreal_server 10.0.1.1 8080 {\n}"), []string{"t.conf:4:22: real_server 10.0.1.1 port 8080 differs from virtual_server port 80; DR cannot change ports, using 80 as keepalived does"}},
 		{"lower-case state", "vrrp_instance VI {\nvirtual_router_id 1\nstate master\n}\n", []string{"t.conf:3:7: state master accepted as MASTER; keepalived 2.2 only accepts upper case and would have used BACKUP"}},
-		// nopreempt and unicast_peer are implemented; track_interface and use_vmac not yet.
-		{"vrrp keywords", "vrrp_instance VI {\nvirtual_router_id 1\nnopreempt\nunicast_peer {\n10.0.0.2\n}\ntrack_interface {\neth1\n}\nuse_vmac\n}\n", []string{
-			"t.conf:7:1: track_interface parsed, not supported yet",
-			"t.conf:10:1: use_vmac parsed, not supported yet",
+		// nopreempt, unicast_peer and track_interface are implemented; use_vmac not yet.
+		{"vrrp keywords", "vrrp_instance VI {\nvirtual_router_id 1\nnopreempt\nunicast_peer {\n10.0.0.2\n}\ntrack_interface {\neth1 weight -10 reverse\n}\nhigher_prio_send_advert\nuse_vmac\n}\n", []string{
+			"t.conf:11:1: use_vmac parsed, not supported yet",
 		}},
 		{"vip options listed once", "vrrp_instance VI {\nvirtual_router_id 1\nvirtual_ipaddress {\n10.0.0.1/24 dev eth0 label eth0:1\n10.0.0.2 dev eth0\n}\n}\n", []string{
 			"t.conf:4:13: virtual_ipaddress options (dev, label) parsed, not supported yet: addresses go on the instance's interface",

@@ -44,8 +44,9 @@ type UnicastPeer struct {
 
 // TrackInterface is one track_interface entry; Weight 0 means a failure faults the instance.
 type TrackInterface struct {
-	Name   string
-	Weight int
+	Name    string
+	Weight  int
+	Reverse bool // weight N reverse: the adjustment's direction is reversed
 }
 
 // TrackRef references a vrrp_script, track_file, track_process or track_bfd by name, with an
@@ -56,7 +57,9 @@ type TrackRef struct {
 	Reverse bool
 }
 
-// Notify holds the scripts run on state changes (each "PATH [ARGS]", as written, quotes removed).
+// Notify holds the scripts run on state changes: each the command line "PATH [ARGS]" (the
+// first word of the keyword's value, quotes removed), and the `username [groupname]` that may
+// follow it.
 type Notify struct {
 	Master  string
 	Backup  string
@@ -64,6 +67,8 @@ type Notify struct {
 	Stop    string
 	Deleted string
 	Any     string // notify: called with TYPE NAME STATE PRIORITY
+
+	MasterUser, BackupUser, FaultUser, StopUser, DeletedUser, AnyUser ScriptUser
 }
 
 // VRRPScript is a vrrp_script block.
@@ -111,7 +116,7 @@ var vrrpInstanceTyped = []string{
 	"garp_master_refresh", "garp_master_refresh_repeat", "garp_master_repeat", "mcast_src_ip",
 	"no_accept", "nopreempt", "notify", "notify_backup", "notify_deleted", "notify_fault",
 	"notify_master", "notify_stop", "preempt", "preempt_delay", "smtp_alert", "strict_mode",
-	"track_file", "track_interface", "track_process", "track_script", "track_bfd",
+	"track_file", "track_interface", "track_process", "track_script", "track_bfd", "higher_prio_send_advert",
 	"unicast_peer", "unicast_src_ip", "unicast_ttl", "use_vmac", "version",
 	"virtual_ipaddress_excluded", "vmac_xmit_base",
 }
@@ -229,6 +234,10 @@ func (p *parser) vrrpField(n *node, vi *VRRPInstance, ok *bool) bool {
 	case "smtp_alert":
 		v, good := p.flag(n)
 		vi.SMTPAlert = v
+		fail(good)
+	case "higher_prio_send_advert":
+		v, good := p.flag(n)
+		vi.HigherPrioSendAdvert = v
 		fail(good)
 	default:
 		return false
@@ -497,8 +506,11 @@ func (p *parser) trackInterfaces(n *node) ([]TrackInterface, bool) {
 				continue
 			}
 			t.Weight = int(v)
+			if len(c.args) >= 3 && c.args[2].text == "reverse" {
+				t.Reverse = true
+			}
 		} else if len(c.args) > 0 {
-			p.warnf(c.args[0].pos, "track_interface %s: extra %s ignored; expected weight N", c.name, c.args[0].describe())
+			p.warnf(c.args[0].pos, "track_interface %s: extra %s ignored; expected weight N [reverse]", c.name, c.args[0].describe())
 		}
 		out = append(out, t)
 	}
@@ -538,31 +550,46 @@ func (p *parser) trackRefs(n *node) ([]TrackRef, bool) {
 	return out, ok
 }
 
-// notify records a notify_* script: PATH [ARGS] as one string when quoted, or the words joined.
+// notify records a notify_* script as keepalived reads it: the first word is the command line
+// (quoted when it has arguments), the optional next two the user and group to run it as.
 func (p *parser) notify(n *node, nt *Notify) bool {
-	t, ok := p.valueArgs(n, "a script path")
+	s, u, ok := p.script(n)
 	if !ok {
 		return false
 	}
-	s := t.text
-	for _, a := range n.args[1:] {
-		s += " " + a.text
-	}
 	switch n.name {
 	case "notify_master":
-		nt.Master = s
+		nt.Master, nt.MasterUser = s, u
 	case "notify_backup":
-		nt.Backup = s
+		nt.Backup, nt.BackupUser = s, u
 	case "notify_fault":
-		nt.Fault = s
+		nt.Fault, nt.FaultUser = s, u
 	case "notify_stop":
-		nt.Stop = s
+		nt.Stop, nt.StopUser = s, u
 	case "notify_deleted":
-		nt.Deleted = s
+		nt.Deleted, nt.DeletedUser = s, u
 	case "notify":
-		nt.Any = s
+		nt.Any, nt.AnyUser = s, u
 	}
 	return true
+}
+
+// script reads `KEYWORD COMMAND-LINE [username [groupname]]`, the form of every notify script:
+// a command line with arguments must be quoted, as in keepalived.
+func (p *parser) script(n *node) (string, ScriptUser, bool) {
+	t, ok := p.valueArgs(n, "a script")
+	if !ok {
+		return "", ScriptUser{}, false
+	}
+	var u ScriptUser
+	if len(n.args) > 1 {
+		u.User = n.args[1].text
+	}
+	if len(n.args) > 2 {
+		u.Group = n.args[2].text
+	}
+	p.extraArgs(n, 3)
+	return t.text, u, true
 }
 
 // vrrpScript maps a vrrp_script block.

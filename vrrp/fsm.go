@@ -83,6 +83,11 @@ type FSMConfig struct {
 	// a higher priority first sends one advert of its own, so a winner that did not know of
 	// the split brain hears a lower-priority master and re-announces its addresses.
 	HigherPrioSendAdvert bool
+	// Synced marks a member of a vrrp_sync_group: a backup whose Master_Down_Timer expires
+	// does not become master on its own but reports WantMaster and waits another
+	// Master_Down_Interval, until the group (keepalived: when every member wants to) moves
+	// it with ForceMaster.
+	Synced bool
 }
 
 // Advert is what the state machine uses of a received, validated advertisement.
@@ -103,6 +108,8 @@ type Actions struct {
 	DelVIPs bool
 	// Announce: send gratuitous ARPs / unsolicited NAs for the virtual addresses.
 	Announce bool
+	// WantMaster: a Synced backup's Master_Down_Timer expired; ask the sync group.
+	WantMaster bool
 }
 
 // FSM is the VRRP state machine of RFC 5798 section 6.4 with RFC 9568's clarifications and
@@ -118,6 +125,7 @@ type FSM struct {
 	garpAt              time.Time // master: delayed announcement burst
 	refreshAt           time.Time // master: periodic announcement
 	preemptAt           time.Time // backup with preempt_delay: lower-priority masters accepted until then
+	wantMaster          bool      // Synced backup: the timer expired and no master was heard since
 }
 
 // NewFSM returns a state machine in Initialize.
@@ -127,6 +135,23 @@ func NewFSM(cfg FSMConfig) *FSM {
 
 // State returns the current state.
 func (f *FSM) State() State { return f.state }
+
+// Priority returns the priority the router runs with: the configured one, or the effective
+// one tracking last set.
+func (f *FSM) Priority() uint8 { return f.cfg.Priority }
+
+// SetPriority changes the priority (tracking's effective priority). Adverts carry it from the
+// next one on, and the takeover rules use it at once: a backup now above the master ignores
+// its adverts and takes over when Master_Down_Timer runs out (unless nopreempt), a master
+// now below a backup is taken over by it. Timers already running keep their expiry.
+func (f *FSM) SetPriority(p uint8) {
+	if p != 0 {
+		f.cfg.Priority = p
+	}
+}
+
+// WantsMaster reports whether a Synced backup's timer expired with no master heard since.
+func (f *FSM) WantsMaster() bool { return f.state == Backup && f.wantMaster }
 
 // MasterAdverInterval is the interval learned from the master (VRRPv3) or configured.
 func (f *FSM) MasterAdverInterval() time.Duration { return f.masterAdverInterval }
@@ -160,11 +185,15 @@ func (f *FSM) Start(now time.Time) Actions {
 		return f.becomeMaster(now)
 	}
 	f.becomeBackup(now)
-	return Actions{}
+	// A previous run killed while MASTER may have left the VIPs on the interface; keepalived
+	// removes them when it starts as BACKUP, so the node does not answer for addresses it
+	// does not own.
+	return Actions{DelVIPs: true}
 }
 
 func (f *FSM) becomeMaster(now time.Time) Actions {
 	f.state = Master
+	f.wantMaster = false
 	f.downAt = time.Time{}
 	f.adverAt = now.Add(f.cfg.Interval)
 	f.garpAt, f.refreshAt = time.Time{}, time.Time{}
@@ -203,6 +232,7 @@ func (f *FSM) Receive(now time.Time, a Advert) Actions {
 				f.masterAdverInterval = a.Interval
 			}
 			f.downAt = now.Add(f.masterDown())
+			f.wantMaster = false
 		}
 		// Else a lower-priority master while we may preempt: ignore it and let the timer run out.
 		return Actions{}
@@ -234,6 +264,12 @@ func (f *FSM) Tick(now time.Time) Actions {
 	case Backup:
 		if !f.downAt.IsZero() && !now.Before(f.downAt) {
 			f.masterAdverInterval = f.cfg.Interval
+			if f.cfg.Synced {
+				// keepalived's vrrp_sync_can_goto_master: prefer backup to thrashing.
+				f.wantMaster = true
+				f.downAt = now.Add(f.masterDown())
+				return Actions{WantMaster: true}
+			}
 			a = f.becomeMaster(now)
 		}
 	case Master:
@@ -253,10 +289,37 @@ func (f *FSM) Tick(now time.Time) Actions {
 	return a
 }
 
-// LinkDown enters FAULT: the interface cannot carry adverts, so a master gives up its
+// LinkDown enters FAULT because the interface went down; see Fault.
+func (f *FSM) LinkDown(now time.Time) Actions { return f.Fault(now) }
+
+// LinkUp leaves FAULT because the interface came back; see Unfault.
+func (f *FSM) LinkUp(now time.Time) Actions { return f.Unfault(now) }
+
+// ForceMaster makes a backup master at once: its sync group moves together.
+func (f *FSM) ForceMaster(now time.Time) Actions {
+	if f.state != Backup {
+		return Actions{}
+	}
+	f.masterAdverInterval = f.cfg.Interval
+	return f.becomeMaster(now)
+}
+
+// ForceBackup makes a master backup at once, giving up its addresses: another member of
+// its sync group yielded to a higher-priority master.
+func (f *FSM) ForceBackup(now time.Time) Actions {
+	if f.state != Master {
+		return Actions{}
+	}
+	f.becomeBackup(now)
+	return Actions{DelVIPs: true}
+}
+
+// Fault enters FAULT (the interface is down, a tracked object failed, or a member of the
+// sync group is in FAULT): the router cannot or must not serve, so a master gives up its
 // addresses (a backup on the link takes over after Master_Down_Interval) and no timer runs.
-func (f *FSM) LinkDown(now time.Time) Actions {
+func (f *FSM) Fault(now time.Time) Actions {
 	was := f.state
+	f.wantMaster = false
 	f.state = Fault
 	f.adverAt, f.downAt, f.garpAt, f.refreshAt, f.preemptAt = time.Time{}, time.Time{}, time.Time{}, time.Time{}, time.Time{}
 	if was == Master {
@@ -265,9 +328,9 @@ func (f *FSM) LinkDown(now time.Time) Actions {
 	return Actions{}
 }
 
-// LinkUp leaves FAULT for BACKUP. As in keepalived, the owner waits one advert interval
+// Unfault leaves FAULT for BACKUP. As in keepalived, the owner waits one advert interval
 // plus Skew_Time instead of Master_Down_Interval before taking over.
-func (f *FSM) LinkUp(now time.Time) Actions {
+func (f *FSM) Unfault(now time.Time) Actions {
 	if f.state != Fault {
 		return Actions{}
 	}
@@ -283,6 +346,7 @@ func (f *FSM) LinkUp(now time.Time) Actions {
 func (f *FSM) Stop(now time.Time) Actions {
 	was := f.state
 	f.state = Initialize
+	f.wantMaster = false
 	f.adverAt, f.downAt, f.garpAt, f.refreshAt, f.preemptAt = time.Time{}, time.Time{}, time.Time{}, time.Time{}, time.Time{}
 	if was == Master {
 		return Actions{SendRelease: true, DelVIPs: true}

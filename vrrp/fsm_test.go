@@ -40,7 +40,7 @@ func TestTimers(t *testing.T) {
 // step is one input to the FSM at a time offset from t0, with what it must answer.
 type step struct {
 	at        time.Duration
-	op        string // start, recv, tick, stop
+	op        string // start, recv, tick, stop, down, up, fault, unfault, prio (adv.Priority), forcemaster, forcebackup
 	adv       Advert
 	want      Actions
 	state     State
@@ -65,13 +65,15 @@ func TestFSM(t *testing.T) {
 	skew := 609375 * time.Microsecond
 	with := func(f func(*FSMConfig)) FSMConfig { c := base; f(&c); return c }
 	master := Actions{SendAdvert: true, AddVIPs: true, Announce: true}
+	// A backup at start removes VIPs a killed predecessor may have left behind.
+	clearVIPs := Actions{DelVIPs: true}
 	tests := []struct {
 		name  string
 		cfg   FSMConfig
 		steps []step
 	}{
 		{"backup waits Master_Down_Interval then becomes master", base, []step{
-			{0, "start", Advert{}, Actions{}, Backup, down},
+			{0, "start", Advert{}, clearVIPs, Backup, down},
 			{down - 1, "tick", Advert{}, Actions{}, Backup, down},
 			{down, "tick", Advert{}, master, Master, down + s},
 			{down + s, "tick", Advert{}, Actions{SendAdvert: true}, Master, down + 2*s},
@@ -84,43 +86,43 @@ func TestFSM(t *testing.T) {
 			{ms(300), "recv", Advert{Src: lower, Priority: 150, Interval: s}, Actions{DelVIPs: true}, Backup, ms(300) + down},
 		}},
 		{"adverts from a higher master keep backup", base, []step{
-			{0, "start", Advert{}, Actions{}, Backup, down},
+			{0, "start", Advert{}, clearVIPs, Backup, down},
 			{s, "recv", Advert{Src: lower, Priority: 150, Interval: s}, Actions{}, Backup, s + down},
 			{s + down - 1, "tick", Advert{}, Actions{}, Backup, s + down},
 		}},
 		{"v3 backup learns the master's interval", base, []step{
-			{0, "start", Advert{}, Actions{}, Backup, down},
+			{0, "start", Advert{}, clearVIPs, Backup, down},
 			// 3 * 0.1s + (156 * 0.1s) / 256 = 0.3609375s
 			{s, "recv", Advert{Src: lower, Priority: 150, Interval: ms(100)}, Actions{}, Backup, s + 360937500*time.Nanosecond},
 		}},
 		{"v2 backup keeps its own interval", with(func(c *FSMConfig) { c.Version = 2 }), []step{
-			{0, "start", Advert{}, Actions{}, Backup, down},
+			{0, "start", Advert{}, clearVIPs, Backup, down},
 			{s, "recv", Advert{Src: lower, Priority: 150, Interval: s}, Actions{}, Backup, s + down},
 		}},
 		{"priority 0 makes backup take over after Skew_Time", base, []step{
-			{0, "start", Advert{}, Actions{}, Backup, down},
+			{0, "start", Advert{}, clearVIPs, Backup, down},
 			{s, "recv", Advert{Src: lower, Priority: 0, Interval: s}, Actions{}, Backup, s + skew},
 			{s + skew, "tick", Advert{}, master, Master, s + skew + s},
 		}},
 		{"backup preempts a lower-priority master", base, []step{
-			{0, "start", Advert{}, Actions{}, Backup, down},
+			{0, "start", Advert{}, clearVIPs, Backup, down},
 			{s, "recv", Advert{Src: upper, Priority: 50, Interval: s}, Actions{}, Backup, down},
 			{down, "tick", Advert{}, master, Master, down + s},
 		}},
 		{"nopreempt accepts a lower-priority master", with(func(c *FSMConfig) { c.NoPreempt = true }), []step{
-			{0, "start", Advert{}, Actions{}, Backup, down},
+			{0, "start", Advert{}, clearVIPs, Backup, down},
 			{s, "recv", Advert{Src: upper, Priority: 50, Interval: s}, Actions{}, Backup, s + down},
 			{2 * s, "recv", Advert{Src: upper, Priority: 50, Interval: s}, Actions{}, Backup, 2*s + down},
 		}},
 		{"preempt_delay accepts a lower master until the delay runs out", with(func(c *FSMConfig) { c.PreemptDelay = 5 * s }), []step{
-			{0, "start", Advert{}, Actions{}, Backup, down},
+			{0, "start", Advert{}, clearVIPs, Backup, down},
 			{s, "recv", Advert{Src: upper, Priority: 50, Interval: s}, Actions{}, Backup, s + down}, // delay until 6s
 			{5 * s, "recv", Advert{Src: upper, Priority: 50, Interval: s}, Actions{}, Backup, 5*s + down},
 			{6 * s, "recv", Advert{Src: upper, Priority: 50, Interval: s}, Actions{}, Backup, 5*s + down}, // ignored
 			{5*s + down, "tick", Advert{}, master, Master, 6*s + down},
 		}},
 		{"preempt_delay restarts on a higher-priority advert", with(func(c *FSMConfig) { c.PreemptDelay = 5 * s }), []step{
-			{0, "start", Advert{}, Actions{}, Backup, down},
+			{0, "start", Advert{}, clearVIPs, Backup, down},
 			{s, "recv", Advert{Src: upper, Priority: 50, Interval: s}, Actions{}, Backup, s + down},        // until 6s
 			{3 * s, "recv", Advert{Src: upper, Priority: 200, Interval: s}, Actions{}, Backup, 3*s + down}, // until 8s
 			{7 * s, "recv", Advert{Src: upper, Priority: 50, Interval: s}, Actions{}, Backup, 7*s + down},
@@ -172,7 +174,7 @@ func TestFSM(t *testing.T) {
 			{6*s + down, "tick", Advert{}, master, Master, 7*s + down},
 		}},
 		{"link down and up as backup", base, []step{
-			{0, "start", Advert{}, Actions{}, Backup, down},
+			{0, "start", Advert{}, clearVIPs, Backup, down},
 			{s, "down", Advert{}, Actions{}, Fault, -1},
 			{2 * s, "up", Advert{}, Actions{}, Backup, 2*s + down},
 		}},
@@ -187,8 +189,57 @@ func TestFSM(t *testing.T) {
 			{s, "stop", Advert{}, Actions{}, Initialize, -1},
 		}},
 		{"stopping backup sends nothing", base, []step{
-			{0, "start", Advert{}, Actions{}, Backup, down},
+			{0, "start", Advert{}, clearVIPs, Backup, down},
 			{ms(10), "stop", Advert{}, Actions{}, Initialize, -1},
+		}},
+		{"tracking lowers a master below a backup: it yields to the backup's adverts", with(func(c *FSMConfig) { c.StartMaster = true }), []step{
+			{0, "start", Advert{}, master, Master, s},
+			{ms(100), "prio", Advert{Priority: 40}, Actions{}, Master, s},
+			// The backup (priority 100 > 40) ignores our adverts, takes over and advertises.
+			{5 * s, "recv", Advert{Src: lower, Priority: 100, Interval: s}, Actions{DelVIPs: true}, Backup, 5*s + 3*s + 843750*time.Microsecond},
+		}},
+		{"tracking raises a backup above the master: it preempts", base, []step{
+			{0, "start", Advert{}, clearVIPs, Backup, down},
+			{s, "recv", Advert{Src: upper, Priority: 110, Interval: s}, Actions{}, Backup, s + down},
+			{ms(1500), "prio", Advert{Priority: 120}, Actions{}, Backup, s + down},
+			// The master's 110 is now lower: ignored, and the timer runs out.
+			{2 * s, "recv", Advert{Src: upper, Priority: 110, Interval: s}, Actions{}, Backup, s + down},
+			{s + down, "tick", Advert{}, master, Master, 2*s + down},
+		}},
+		{"tracking raises a nopreempt backup: no takeover", with(func(c *FSMConfig) { c.NoPreempt = true }), []step{
+			{0, "start", Advert{}, clearVIPs, Backup, down},
+			{ms(500), "prio", Advert{Priority: 120}, Actions{}, Backup, down},
+			// Master_Down_Interval now uses priority 120: 3s + 136/256 s.
+			{s, "recv", Advert{Src: upper, Priority: 110, Interval: s}, Actions{}, Backup, s + 3*s + 531250*time.Microsecond},
+		}},
+		{"priority 0 from tracking is ignored", base, []step{
+			{0, "prio", Advert{Priority: 0}, Actions{}, Initialize, -1},
+			{0, "start", Advert{}, clearVIPs, Backup, down},
+		}},
+		{"fault and unfault from tracking", with(func(c *FSMConfig) { c.StartMaster = true }), []step{
+			{0, "start", Advert{}, master, Master, s},
+			{s, "fault", Advert{}, Actions{DelVIPs: true}, Fault, -1},
+			{2 * s, "fault", Advert{}, Actions{}, Fault, -1},
+			{3 * s, "unfault", Advert{}, Actions{}, Backup, 3*s + down},
+			{4 * s, "unfault", Advert{}, Actions{}, Backup, 3*s + down},
+		}},
+		{"sync group: a synced backup asks before becoming master", with(func(c *FSMConfig) { c.Synced = true }), []step{
+			{0, "start", Advert{}, clearVIPs, Backup, down},
+			{down, "tick", Advert{}, Actions{WantMaster: true}, Backup, 2 * down},
+			{2 * down, "tick", Advert{}, Actions{WantMaster: true}, Backup, 3 * down},
+			{2*down + s, "forcemaster", Advert{}, master, Master, 2*down + 2*s},
+		}},
+		{"sync group: forced master and backup", base, []step{
+			{0, "forcebackup", Advert{}, Actions{}, Initialize, -1},
+			{0, "start", Advert{}, clearVIPs, Backup, down},
+			{s, "forcebackup", Advert{}, Actions{}, Backup, down},
+			{s, "forcemaster", Advert{}, master, Master, 2 * s},
+			{ms(1500), "forcemaster", Advert{}, Actions{}, Master, 2 * s},
+			{ms(1500), "forcebackup", Advert{}, Actions{DelVIPs: true}, Backup, ms(1500) + down},
+		}},
+		{"sync group: forced master from fault is refused", base, []step{
+			{0, "fault", Advert{}, Actions{}, Fault, -1},
+			{s, "forcemaster", Advert{}, Actions{}, Fault, -1},
 		}},
 		{"master after losing election yields and re-takes when the winner stops", with(func(c *FSMConfig) { c.StartMaster = true }), []step{
 			{0, "start", Advert{}, master, Master, s},
@@ -216,6 +267,19 @@ func TestFSM(t *testing.T) {
 					got = f.LinkDown(now)
 				case "up":
 					got = f.LinkUp(now)
+				case "fault":
+					got = f.Fault(now)
+				case "unfault":
+					got = f.Unfault(now)
+				case "prio":
+					f.SetPriority(st.adv.Priority)
+					if want := max(st.adv.Priority, tt.cfg.Priority*btoi(st.adv.Priority == 0)); f.Priority() != want {
+						t.Errorf("step %d: Priority() = %d, want %d", i, f.Priority(), want)
+					}
+				case "forcemaster":
+					got = f.ForceMaster(now)
+				case "forcebackup":
+					got = f.ForceBackup(now)
 				}
 				if diff := cmp.Diff(st.want, got); diff != "" {
 					t.Errorf("step %d (%s at %v) actions (-want +got):\n%s", i, st.op, st.at, diff)
@@ -233,4 +297,11 @@ func TestFSM(t *testing.T) {
 			}
 		})
 	}
+}
+
+func btoi(b bool) uint8 {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -31,6 +31,10 @@ var ErrAuthAH = errors.New("vrrp: auth_type AH is not supported (removed by RFC 
 // ErrRunTwice is returned by a second call of Run: an Instance runs once.
 var ErrRunTwice = errors.New("vrrp: instance already run")
 
+// ErrNotRunning is returned by SetPriority when the instance's Run has returned or does not
+// take the change in time.
+var ErrNotRunning = errors.New("vrrp: instance not running")
+
 // Config is one vrrp_instance.
 type Config struct {
 	// Name is the instance name, reported in every Event.
@@ -74,6 +78,20 @@ type Config struct {
 	// higher-priority master, which then re-announces the VIPs (heals split brain's ARP caches).
 	HigherPrioSendAdvert bool
 
+	// TrackInterfaces, TrackScripts and TrackFiles change the effective priority or put the
+	// instance in FAULT (see EffectivePriority). With Sync set their weights are forced to 0
+	// (a failure faults the instance), as keepalived forces them for sync group members.
+	TrackInterfaces []TrackInterface
+	TrackScripts    []TrackScript
+	TrackFiles      []TrackFile
+	// DontTrackPrimary is dont_track_primary: the instance's own interface going down does
+	// not put it in FAULT (tracked interfaces still do).
+	DontTrackPrimary bool
+	// TrackFilePoll is how often track files are read; 0 means DefaultTrackFilePoll.
+	TrackFilePoll time.Duration
+	// Sync is the vrrp_sync_group the instance belongs to; nil: none.
+	Sync *SyncGroup
+
 	// Logger receives errors and transitions; nil discards them.
 	Logger *slog.Logger
 	// Seams for tests; nil means the real thing opened by New in the calling thread's network
@@ -82,7 +100,14 @@ type Config struct {
 	Netlink   Netlink
 	Conn      PacketConn
 	Announcer Announcer
+	// RunScript runs a vrrp_script once; nil runs it as health.MiscCheck does: without a
+	// shell, as its user, killed with its process group at its timeout.
+	RunScript func(ctx context.Context, s TrackScript) error
 }
+
+// DefaultTrackFilePoll is how often track files are read. keepalived follows them with
+// inotify; Sluice polls, so a change takes effect within this time.
+const DefaultTrackFilePoll = time.Second
 
 // Event reports a state transition of an instance.
 type Event struct {
@@ -92,6 +117,9 @@ type Event struct {
 	At       time.Time
 	// VIPs are the instance's virtual addresses, held by this node while State is Master.
 	VIPs []netip.Prefix
+	// Priority is the effective priority (the configured one changed by tracking). An Event
+	// with State == Prev reports a change of effective priority alone.
+	Priority uint8
 }
 
 // Reason says why a received packet was dropped.
@@ -154,8 +182,25 @@ type Instance struct {
 	closeOnce sync.Once
 	closers   []io.Closer
 
+	// Tracking, owned by Run's goroutine: tracks[i] follows TrackInterfaces, then
+	// TrackScripts, then TrackFiles, in order.
+	tracks      []Track
+	scripts     []ScriptStatus
+	trackLinks  map[int]int // tracked interface index -> track
+	linkDown    bool        // the instance's own interface
+	ownFault    bool        // linkDown or a track
+	syncSeen    uint64      // the sync group order last acted on
+	syncForcing bool        // the current transition is the sync group's order
+
+	// setPrio carries SetPriority's new configured priority to Run; finished closes when Run
+	// returns.
+	setPrio  chan uint8
+	finished chan struct{}
+	isOwner  bool // configured with 255, which SetPriority never changes
+
 	mu    sync.Mutex
 	state State
+	prio  uint8
 	stats Stats
 }
 
@@ -166,7 +211,8 @@ func New(cfg Config) (*Instance, error) {
 		return nil, fmt.Errorf("vrrp instance %s: %w", cfg.Name, err)
 	}
 	in := &Instance{cfg: cfg, clock: cfg.Clock, conn: cfg.Conn, ann: cfg.Announcer, nl: cfg.Netlink,
-		log: cfg.Logger, events: make(chan Event, 16)}
+		log: cfg.Logger, events: make(chan Event, 16), prio: cfg.Priority,
+		setPrio: make(chan uint8), finished: make(chan struct{}), isOwner: cfg.Priority == PriorityOwner}
 	if in.log == nil {
 		in.log = slog.New(slog.DiscardHandler)
 	}
@@ -200,8 +246,9 @@ func New(cfg Config) (*Instance, error) {
 		Version: cfg.Version, Priority: cfg.Priority, Interval: cfg.AdvertInterval,
 		StartMaster: cfg.StartMaster, NoPreempt: cfg.NoPreempt, PreemptDelay: cfg.PreemptDelay,
 		Primary: in.src, GARPDelay: cfg.GARPMasterDelay, GARPRefresh: cfg.GARPMasterRefresh,
-		HigherPrioSendAdvert: cfg.HigherPrioSendAdvert,
+		HigherPrioSendAdvert: cfg.HigherPrioSendAdvert, Synced: cfg.Sync != nil,
 	})
+	in.initTracks()
 	return in, nil
 }
 
@@ -316,6 +363,26 @@ func validate(c *Config) error {
 			return fmt.Errorf("virtual address %s: all must be valid and of one family", p)
 		}
 	}
+	for _, ts := range c.TrackScripts {
+		if len(ts.Path) == 0 {
+			return fmt.Errorf("vrrp_script %s: no script", ts.Name)
+		}
+	}
+	c.TrackInterfaces = slices.Clone(c.TrackInterfaces)
+	c.TrackScripts = slices.Clone(c.TrackScripts)
+	c.TrackFiles = slices.Clone(c.TrackFiles)
+	if c.Sync != nil || c.Priority == PriorityOwner {
+		// keepalived: weights of a sync group member's or an address owner's tracking are 0.
+		for i := range c.TrackInterfaces {
+			c.TrackInterfaces[i].Weight = 0
+		}
+		for i := range c.TrackScripts {
+			c.TrackScripts[i].Weight = 0
+		}
+		for i := range c.TrackFiles {
+			c.TrackFiles[i].Weight = 0
+		}
+	}
 	if !v4 && c.Version != 3 {
 		return fmt.Errorf("IPv6 virtual addresses need vrrp_version 3: %w", ErrFamily)
 	}
@@ -407,6 +474,38 @@ func (in *Instance) count(f func(*Stats)) {
 	f(&in.stats)
 }
 
+// setPriorityTimeout bounds how long SetPriority waits for Run to take the change.
+const setPriorityTimeout = 5 * time.Second
+
+// SetPriority changes the configured priority of a running instance, as a reload does without
+// restarting it: the effective priority is recomputed with tracking and takes effect as a
+// tracking change does (no state change, no advert gap). The address owner's 255 can be
+// neither set nor left this way (the owner's rules differ): restart the instance instead.
+func (in *Instance) SetPriority(p uint8) error {
+	if p == 0 || p == PriorityOwner {
+		return fmt.Errorf("vrrp instance %s: priority %d: must be 1-254 to change in place", in.cfg.Name, p)
+	}
+	if in.isOwner {
+		return fmt.Errorf("vrrp instance %s: the address owner (priority 255) cannot change priority in place", in.cfg.Name)
+	}
+	t := time.NewTimer(setPriorityTimeout)
+	defer t.Stop()
+	select {
+	case in.setPrio <- p:
+		return nil
+	case <-in.finished:
+	case <-t.C:
+	}
+	return fmt.Errorf("vrrp instance %s: %w", in.cfg.Name, ErrNotRunning)
+}
+
+// Priority returns the effective priority: the configured one changed by tracking.
+func (in *Instance) Priority() uint8 {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.prio
+}
+
 // Src returns the address adverts are sent from, which breaks priority ties.
 func (in *Instance) Src() netip.Addr { return in.src }
 
@@ -426,6 +525,7 @@ func (in *Instance) Run(ctx context.Context) error {
 	if !in.running.CompareAndSwap(false, true) {
 		return fmt.Errorf("vrrp instance %s: %w", in.cfg.Name, ErrRunTwice)
 	}
+	defer close(in.finished)
 	defer close(in.events)
 	defer in.Close()
 
@@ -458,12 +558,18 @@ func (in *Instance) Run(ctx context.Context) error {
 		wg.Wait()
 	}
 
-	now := in.clock.Now()
-	if in.linkUpdates != nil && !linkUp(in.link) {
-		in.apply(ctx, now, in.fsm.LinkDown(now))
-	} else {
-		in.apply(ctx, now, in.fsm.Start(now))
+	trackCh := make(chan trackResult)
+	in.startTracking(rctx, trackCh, &wg)
+	var wake chan struct{}
+	if g := in.cfg.Sync; g != nil {
+		wake = make(chan struct{}, 1)
+		g.join(in, wake)
+		in.syncSeen, _ = g.order()
+		defer g.leave(in)
 	}
+	now := in.clock.Now()
+	in.linkDown = in.linkUpdates != nil && !linkUp(in.link)
+	in.retrack(ctx, now, true)
 	for {
 		var timer Timer
 		var tc <-chan time.Time
@@ -496,16 +602,23 @@ func (in *Instance) Run(ctx context.Context) error {
 				in.linkUpdates = nil // the subscription failed (logged): stop following the link
 				break
 			}
-			if u.Attrs().Index != in.link.Attrs().Index {
-				break
+			if in.linkUpdate(u) {
+				now = in.clock.Now()
+				in.retrack(ctx, now, false)
 			}
+		case r := <-trackCh:
+			if in.trackUpdate(r) {
+				now = in.clock.Now()
+				in.retrack(ctx, now, false)
+			}
+		case <-wake:
 			now = in.clock.Now()
-			switch up := linkUp(u.Link); {
-			case up && in.fsm.State() == Fault:
-				in.apply(ctx, now, in.fsm.LinkUp(now))
-			case !up && in.fsm.State() != Fault:
-				in.apply(ctx, now, in.fsm.LinkDown(now))
-			}
+			in.syncWake(ctx, now)
+		case p := <-in.setPrio:
+			in.log.Info("vrrp configured priority changed", "instance", in.cfg.Name, "from", in.cfg.Priority, "to", p)
+			in.cfg.Priority = p
+			now = in.clock.Now()
+			in.retrack(ctx, now, false)
 		}
 		if timer != nil {
 			timer.Stop()
@@ -614,11 +727,14 @@ func sameSet(a, b []netip.Addr) bool {
 
 // apply carries out the FSM's actions and reports a state change.
 func (in *Instance) apply(ctx context.Context, now time.Time, a Actions) {
+	if a.WantMaster && (in.cfg.Sync == nil || in.cfg.Sync.mayBeMaster(in)) {
+		a = in.fsm.ForceMaster(now)
+	}
 	if a.AddVIPs {
 		in.fail(addVIPs(in.nl, in.link, in.cfg.VIPs))
 	}
 	if a.SendAdvert {
-		in.send(in.cfg.Priority)
+		in.send(in.fsm.Priority())
 	}
 	if a.SendRelease {
 		in.send(PriorityRelease)
@@ -641,11 +757,20 @@ func (in *Instance) apply(ctx context.Context, now time.Time, a Actions) {
 		in.stats.Transitions++
 	}
 	in.mu.Unlock()
+	if g := in.cfg.Sync; g != nil {
+		if order := g.update(in, st, prev, in.fsm.WantsMaster(), in.ownFault, !in.syncForcing); order != 0 {
+			in.syncSeen = order
+		}
+	}
 	if st == prev {
 		return
 	}
 	in.log.Info("vrrp transition", "instance", in.cfg.Name, "from", prev, "to", st)
-	ev := Event{Instance: in.cfg.Name, State: st, Prev: prev, At: now, VIPs: in.cfg.VIPs}
+	in.emit(ctx, Event{Instance: in.cfg.Name, State: st, Prev: prev, At: now, VIPs: in.cfg.VIPs, Priority: in.fsm.Priority()})
+}
+
+// emit reports ev, waiting for room unless the instance is stopping.
+func (in *Instance) emit(ctx context.Context, ev Event) {
 	if ctx.Err() != nil {
 		select { // shutting down: report if there is room, never block
 		case in.events <- ev:

@@ -153,7 +153,7 @@ func TestRunMasterYieldsAndReleases(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- in.Run(ctx) }()
 
-	if diff := cmp.Diff(Event{Instance: "VI_1", State: Master, Prev: Initialize, At: t0, VIPs: in.cfg.VIPs}, nextEvent(t, in), addrCmp); diff != "" {
+	if diff := cmp.Diff(Event{Instance: "VI_1", State: Master, Prev: Initialize, At: t0, VIPs: in.cfg.VIPs, Priority: 100}, nextEvent(t, in), addrCmp); diff != "" {
 		t.Errorf("first event (-want +got):\n%s", diff)
 	}
 	// As master it sent keepalived's exact advert (the golden capture) and announced each VIP

@@ -21,8 +21,9 @@ const maxMiscOutput = 4 << 10
 // ErrMiscExit is reported for a script that exits with a failing status or is killed.
 var ErrMiscExit = errors.New("misc check script failed")
 
-// DefaultScriptUsers are the users a MISC_CHECK script runs as when no user is given and
-// sluice runs as root, the first that exists: keepalived's script_user default.
+// DefaultScriptUsers are the users a script (MISC_CHECK, notify) runs as when no user is given
+// and sluice runs as root, the first that exists: keepalived's script_user default, then nobody
+// rather than keepalived's root.
 var DefaultScriptUsers = []string{"keepalived_script", "nobody"}
 
 // MiscCheck is keepalived's MISC_CHECK: it runs a program, without a shell, and passes when
@@ -147,40 +148,52 @@ func (c MiscCheck) CheckWeight(ctx context.Context) (int, error) {
 
 // credential returns who the script runs as: nil for sluice's own user.
 func (c MiscCheck) credential() (*syscall.Credential, error) {
+	cred, err := ScriptCredential(c.User, c.Group)
+	if err != nil {
+		return nil, fmt.Errorf("misc check: %w", err)
+	}
+	return cred, nil
+}
+
+// ScriptCredential returns who a script configured with `user [group]` runs as (MISC_CHECK,
+// notify scripts): nil for sluice's own user. When sluice runs as root, an empty user means
+// the first of DefaultScriptUsers that exists and an empty group the user's group; without
+// root, scripts run as sluice's user and naming another user is an error.
+func ScriptCredential(name, group string) (*syscall.Credential, error) {
 	if os.Geteuid() != 0 {
-		if c.User != "" {
-			if u, err := user.Current(); err != nil || u.Username != c.User {
-				return nil, fmt.Errorf("misc check: cannot run as user %q without root", c.User)
+		if name != "" {
+			if u, err := user.Current(); err != nil || u.Username != name {
+				return nil, fmt.Errorf("cannot run as user %q without root", name)
 			}
 		}
 		return nil, nil
 	}
 	var u *user.User
 	var err error
-	if c.User != "" {
-		u, err = user.Lookup(c.User)
+	if name != "" {
+		u, err = user.Lookup(name)
 	} else {
-		for _, name := range DefaultScriptUsers {
-			if u, err = user.Lookup(name); err == nil {
+		for _, n := range DefaultScriptUsers {
+			if u, err = user.Lookup(n); err == nil {
 				break
 			}
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("misc check: look up script user: %w", err)
+		return nil, fmt.Errorf("look up script user: %w", err)
 	}
 	gid := u.Gid
-	if c.Group != "" {
-		g, err := user.LookupGroup(c.Group)
+	if group != "" {
+		g, err := user.LookupGroup(group)
 		if err != nil {
-			return nil, fmt.Errorf("misc check: look up group: %w", err)
+			return nil, fmt.Errorf("look up group: %w", err)
 		}
 		gid = g.Gid
 	}
 	uid, err1 := strconv.ParseUint(u.Uid, 10, 32)
 	g, err2 := strconv.ParseUint(gid, 10, 32)
 	if err1 != nil || err2 != nil {
-		return nil, fmt.Errorf("misc check: user %s has a non-numeric id", u.Username)
+		return nil, fmt.Errorf("user %s has a non-numeric id", u.Username)
 	}
 	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(g), Groups: []uint32{}}, nil
 }

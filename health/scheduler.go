@@ -70,6 +70,7 @@ type Scheduler struct {
 	results  chan probeResult  // from probe goroutines to Run
 	out      []Event           // events not yet sent
 	probeSeq uint64            // the ID of the last probe started
+	observe  func(Probe)       // told of every finished probe; nil for none
 }
 
 // Option configures a Scheduler.
@@ -80,6 +81,22 @@ func WithClock(c Clock) Option { return func(s *Scheduler) { s.clock = c } }
 
 // WithLogger sets where check failures are logged; the default is slog.Default().
 func WithLogger(l *slog.Logger) Option { return func(s *Scheduler) { s.log = l } }
+
+// Probe is one finished probe of a target's checker, as WithProbeObserver reports it.
+type Probe struct {
+	// IDs are the target IDs the probe was made for (targets that probe alike share probes).
+	IDs []string
+	// Check is the checker's String.
+	Check string
+	// Latency is how long the probe took, on the Scheduler's clock.
+	Latency time.Duration
+	// Err is why the probe failed; nil when it passed.
+	Err error
+}
+
+// WithProbeObserver has f told of every probe that returns, passed or failed, for latency
+// metrics; abandoned probes are not reported. f runs on Run's goroutine and must not block.
+func WithProbeObserver(f func(Probe)) Option { return func(s *Scheduler) { s.observe = f } }
 
 // WithSeed sets the seed of the targets' start offsets; the default is random. Offsets depend
 // only on the seed, the target's ID and its Interval.
@@ -238,6 +255,7 @@ type probe struct {
 	cancel   context.CancelFunc
 	timeout  time.Duration
 	timedOut bool // cancelled at its timeout
+	start    time.Time
 }
 
 type probeResult struct {
@@ -458,7 +476,7 @@ func (s *Scheduler) startProbe(t *target, now time.Time) {
 	// Scheduler also cancels it on its clock.
 	ctx, cancel := context.WithTimeout(s.ctx, timeout)
 	s.probeSeq++
-	p := &probe{id: s.probeSeq, t: t, c: c, cancel: cancel, timeout: timeout}
+	p := &probe{id: s.probeSeq, t: t, c: c, cancel: cancel, timeout: timeout, start: now}
 	s.probes[p.id] = p
 	c.busy = true
 	t.probe = p
@@ -498,6 +516,10 @@ func (s *Scheduler) finishProbe(r probeResult, now time.Time) {
 	}
 	if err == nil {
 		p.c.weight = r.weight
+	}
+	if s.observe != nil {
+		ids := slices.Sorted(maps.Keys(t.members))
+		s.observe(Probe{IDs: ids, Check: p.c.String(), Latency: now.Sub(p.start), Err: err})
 	}
 	s.checkDone(t, p.c, err, now)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"time"
 )
 
 // ErrUnsupported marks parts of a snapshot a Dataplane cannot forward yet. Apply returns it
@@ -77,15 +78,45 @@ func (k ServiceKey) String() string {
 // by address and port, so two snapshots of the same state compare equal.
 type Snapshot struct {
 	Services []Service
+	// Timeouts are the flow idle timeouts of every service (global_defs lvs_timeouts).
+	Timeouts Timeouts
 }
 
-// Service is one virtual service and all of its configured real servers.
+// Timeouts are how long a flow may stay silent before it is forgotten and its next packet is
+// scheduled as a new connection (keepalived's lvs_timeouts). Zero means the data plane's
+// default, IPVS's: TCP 900 s, TCP after a FIN or RST 120 s, UDP 300 s.
+type Timeouts struct {
+	TCP, TCPFin, UDP time.Duration
+}
+
+// Service is one virtual service and all of its configured real servers. A service of port 0
+// takes every port of its VIP and protocol that no other service names.
 type Service struct {
 	Key ServiceKey
 	// Scheduler is the keepalived lb_algo name ("rr", "wrr", "mh", ...).
 	Scheduler string
-	Backends  []Backend
+	// SchedFlags are the scheduler's flags (sh-port, sh-fallback, mh-port, mh-fallback).
+	SchedFlags SchedFlags
+	// Persistence is persistence_timeout: new connections of a client seen within it go to
+	// the real server its last ones went to. Zero means none.
+	Persistence time.Duration
+	// PersistencePrefix is persistence_granularity as a prefix length: clients in one prefix
+	// share their real server. Zero means the whole address (/32, /128).
+	PersistencePrefix int
+	Backends          []Backend
 }
+
+// SchedFlags are IPVS scheduler flags.
+type SchedFlags uint8
+
+// Scheduler flags, as keepalived names them for sh and mh.
+const (
+	// SchedFallback is sh-fallback / mh-fallback (IP_VS_SVC_F_SCHED1): a client whose hashed
+	// real server cannot take new connections goes to another one instead of being dropped.
+	SchedFallback SchedFlags = 1 << iota
+	// SchedPort is sh-port / mh-port (IP_VS_SVC_F_SCHED2): hash the client port too.
+	SchedPort
+)
 
 // Backend is one real server of a service.
 type Backend struct {
@@ -101,9 +132,13 @@ type Backend struct {
 // Eligible reports whether the backend may receive new flows.
 func (b Backend) Eligible() bool { return b.Up && b.Weight > 0 }
 
-// Counters are traffic totals a data plane keeps for a service or a real server.
+// Counters are traffic totals a data plane keeps for a service or a real server, and its live
+// connections.
 type Counters struct {
 	Packets, Bytes, NewFlows uint64
+	// ActiveConns and InactConns are ipvsadm's ActiveConn and InActConn: connections open now,
+	// established and in any other state (closing, handshaking, every UDP flow).
+	ActiveConns, InactConns uint64
 }
 
 // TrafficStats are a data plane's counters per service, and per real server of each service.

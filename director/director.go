@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"net/netip"
 	"slices"
 	"time"
@@ -47,9 +46,18 @@ type Options struct {
 	NewVRRP func(config.VRRPInstance) (VRRPInstance, error)
 	// OnVRRP, when set, receives every VRRP transition (status).
 	OnVRRP func(vrrp.Event)
+	// OnVRRPInstance, when set, is told of each instance the default NewVRRP creates, at
+	// start and on reloads (status and metrics read its counters and effective priority).
+	// Prefer it to NewVRRP, which replaces the default and so its tracking and sync groups.
+	OnVRRPInstance func(name string, in *vrrp.Instance)
 	// Notify, when set, is told about VRRP, real server and quorum transitions (scripts,
 	// FIFOs, e-mail alerts).
 	Notify Notifier
+	// OnHealth, when set, receives every health event (status, explain); OnProbe every
+	// finished probe of the default health scheduler (check latency metrics). Both are called
+	// on the director's and the scheduler's goroutines and must not block.
+	OnHealth func(health.Event)
+	OnProbe  func(health.Probe)
 }
 
 // Run owns the forwarding state until ctx is cancelled. It returns an error only if the first
@@ -72,7 +80,7 @@ func Run(ctx context.Context, opts Options) error {
 	if opts.NewHealth != nil {
 		hr = opts.NewHealth(events)
 	} else {
-		hr = health.NewScheduler(events, health.WithLogger(log))
+		hr = health.NewScheduler(events, health.WithLogger(log), health.WithProbeObserver(opts.OnProbe))
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -85,9 +93,12 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("start health checks: %w", err)
 	}
-	if err := hr.Update(ts); err != nil {
+	run, held := d.running(d.cfg, ts)
+	if err := hr.Update(run); err != nil {
 		return fmt.Errorf("start health checks: %w", err)
 	}
+	d.setTargets(ts, held)
+	d.initQuorum()
 
 	snap := d.snapshot()
 	if err := d.apply(ctx, opts.Dataplane, snap); err != nil {
@@ -98,11 +109,27 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	log.Info("forwarding", "services", len(snap.Services))
 
-	newVRRP := opts.NewVRRP
-	if newVRRP == nil {
-		newVRRP = func(c config.VRRPInstance) (VRRPInstance, error) { return vrrp.New(VRRPConfig(c, log)) }
+	build := func(cfg *config.Config, c config.VRRPInstance, sync *vrrp.SyncGroup) (VRRPInstance, error) {
+		vc, err := VRRPConfigFor(cfg, c, log)
+		if err != nil {
+			return nil, err
+		}
+		vc.Sync = sync
+		in, err := vrrp.New(vc)
+		if err != nil {
+			return nil, err
+		}
+		if opts.OnVRRPInstance != nil {
+			opts.OnVRRPInstance(c.Name, in)
+		}
+		return in, nil
 	}
-	vg, err := startVRRP(ctx, d.cfg, newVRRP, log)
+	if opts.NewVRRP != nil {
+		build = func(_ *config.Config, c config.VRRPInstance, _ *vrrp.SyncGroup) (VRRPInstance, error) {
+			return opts.NewVRRP(c)
+		}
+	}
+	vg, err := startVRRP(ctx, d.cfg, build, log)
 	if err != nil {
 		return err
 	}
@@ -116,44 +143,55 @@ func Run(ctx context.Context, opts Options) error {
 	for {
 		select {
 		case <-ctx.Done():
+			d.omega()
 			return nil
 		case ev := <-events:
 			d.health(ev)
+			if opts.OnHealth != nil {
+				opts.OnHealth(ev)
+			}
 			// Coalesce a burst of transitions into one apply.
 			for drained := false; !drained; {
 				select {
 				case ev := <-events:
 					d.health(ev)
+					if opts.OnHealth != nil {
+						opts.OnHealth(ev)
+					}
 				default:
 					drained = true
 				}
 			}
 		case ev := <-vg.events:
 			d.vrrpEvent(ev)
+			d.resumeChecks(hr)
 			if opts.OnVRRP != nil {
 				opts.OnVRRP(ev)
 			}
 		case cfg := <-opts.Reload:
-			if vg.changed(cfg) {
-				log.Warn("vrrp_instance changes take effect at the next restart; the running instances keep their configuration")
-				c := *cfg
-				c.VRRPInstances = d.cfg.VRRPInstances
-				cfg = &c
-			}
 			ts, err := targets(cfg)
+			run, held := d.running(cfg, ts)
 			if err == nil {
-				err = hr.Update(ts)
+				err = hr.Update(run)
 			}
 			if err != nil {
 				log.Error("reload refused: the running configuration stays", "err", err)
 				continue
 			}
 			d.reload(cfg)
+			// Unchanged vrrp_instances keep running untouched; removed ones release their
+			// VIPs, changed ones restart, and both are forgotten until they report again.
+			for _, name := range vg.reload(cfg) {
+				delete(d.vrrp, name)
+			}
+			d.setTargets(ts, held)
+			d.initQuorum()
 		case <-tick.C:
 		}
 		snap = d.snapshot()
 		if err := d.apply(ctx, opts.Dataplane, snap); err != nil {
 			if ctx.Err() != nil {
+				d.omega()
 				return nil
 			}
 			log.Error("apply snapshot failed; retrying on next refresh", "err", err)
@@ -178,12 +216,29 @@ type state struct {
 	vrrp map[string]vrrp.State
 	// notify is told about transitions; never nil.
 	notify Notifier
+	// quorum is each virtual server's quorum state (true: it has quorum); see quorum.go.
+	quorum map[ServiceKey]bool
+	// byTarget locates each target ID's real server in cfg; live is each virtual server's live
+	// weight (by index in cfg), counted the weight each target contributes to it.
+	byTarget map[string]targetRef
+	live     []int64
+	counted  map[string]int64
+	// targets are cfg's health targets; held are the IDs ha_suspend keeps from the runner.
+	targets []health.Target
+	held    map[string]bool
 }
 
 func (d *state) vrrpEvent(ev vrrp.Event) {
+	if ev.State == ev.Prev {
+		// Tracking changed the effective priority only: nothing to forward differently.
+		d.log.Info("vrrp instance's effective priority changed", "vrrp_instance", ev.Instance,
+			"state", ev.State, "priority", ev.Priority)
+		return
+	}
 	d.vrrp[ev.Instance] = ev.State
 	d.log.Info("vrrp instance changed state; updating the VIPs it owns", "vrrp_instance", ev.Instance,
 		"from", ev.Prev, "to", ev.State, "vips", ev.VIPs)
+	d.notify.VRRP(ev)
 }
 
 // apply hands the snapshot to the data plane. What the data plane reports as unsupported is
@@ -211,6 +266,17 @@ func (d *state) health(ev health.Event) {
 		return
 	}
 	d.up[ev.ID] = v
+	if r, ok := d.byTarget[ev.ID]; ok {
+		// A weight change is no transition; a target without a verdict is in its initial state.
+		vs := d.cfg.VirtualServers[r.vs]
+		rs := vs.RealServers[r.rs]
+		if !known {
+			prev = initialVerdict(rs)
+		}
+		if prev.down == ev.Up {
+			d.notify.RealServer(vs, rs, ev.Up)
+		}
+	}
 	switch {
 	case !ev.Up:
 		d.log.Warn("real server down", "server", ev.ID, "err", ev.Err)
@@ -219,6 +285,7 @@ func (d *state) health(ev health.Event) {
 	default:
 		d.log.Info("real server up", "server", ev.ID, "weight_delta", ev.WeightDelta)
 	}
+	d.quorumAfter(ev.ID)
 }
 
 func (d *state) reload(cfg *config.Config) {
@@ -240,10 +307,6 @@ func (d *state) reload(cfg *config.Config) {
 // warnUnserved says which parts of the configuration the node cannot act on yet.
 func (d *state) warnUnserved() {
 	for _, vs := range d.cfg.VirtualServers {
-		if vs.Persistence > 0 {
-			d.log.Warn("persistence_timeout is not implemented yet: each connection is scheduled on its own",
-				"virtual_server", vsName(vs), "persistence_timeout", vs.Persistence)
-		}
 		for _, rs := range vs.RealServers {
 			if len(rs.Checkers) > 0 && !slices.ContainsFunc(rs.Checkers, func(c config.Checker) bool { return c.Kind != config.KindBFD }) {
 				d.log.Warn("real server has only BFD_CHECK, which is not implemented yet: it is always treated as healthy",
@@ -302,7 +365,9 @@ func targets(cfg *config.Config) ([]health.Target, error) {
 				t.Retry = c.Retry
 				t.DelayBeforeRetry = c.DelayBeforeRetry
 				t.Warmup = c.Warmup
-				t.InitiallyUp = !c.Alpha
+			}
+			if hasAlpha(rs) {
+				t.InitiallyUp = false
 			}
 			ts = append(ts, t)
 		}
@@ -316,7 +381,7 @@ func targets(cfg *config.Config) ([]health.Target, error) {
 // packets go to the stack (keepalived's BACKUP holds neither the VIP nor, effectively, the
 // service).
 func (d *state) snapshot() Snapshot {
-	s := snapshotOf(d.cfg, d.up)
+	s := buildSnapshot(d.cfg, d.up, d.quorum)
 	own := owners(d.cfg)
 	if len(own) == 0 {
 		return s
@@ -340,13 +405,29 @@ type verdict struct {
 }
 
 // snapshotOf builds the forwarding state of cfg given health verdicts by target ID; a target
-// without a verdict counts as up.
+// without a verdict is in its initial state (up, or down under alpha), and every virtual server
+// in its initial quorum state.
 func snapshotOf(cfg *config.Config, up map[string]verdict) Snapshot {
-	var s Snapshot
+	return buildSnapshot(cfg, up, nil)
+}
+
+// buildSnapshot is snapshotOf with the quorum state of each virtual server; one missing from
+// quorum is in its initial state.
+func buildSnapshot(cfg *config.Config, up map[string]verdict, quorum map[ServiceKey]bool) Snapshot {
+	t := cfg.Global.LVSTimeouts
+	s := Snapshot{Timeouts: Timeouts{TCP: t.TCP, TCPFin: t.TCPFin, UDP: t.UDP}}
 	for _, vs := range cfg.VirtualServers {
 		svc := Service{
-			Key:       ServiceKey{VIP: vs.Addr, Port: vs.Port, Proto: protocolOf(vs)},
-			Scheduler: vs.LBAlgo,
+			Key:               ServiceKey{VIP: vs.Addr, Port: vs.Port, Proto: protocolOf(vs)},
+			Scheduler:         vs.LBAlgo,
+			Persistence:       vs.Persistence,
+			PersistencePrefix: vs.PersistenceGranularity,
+		}
+		if vs.SchedPort {
+			svc.SchedFlags |= SchedPort
+		}
+		if vs.SchedFallback {
+			svc.SchedFlags |= SchedFallback
 		}
 		for _, rs := range vs.RealServers {
 			b := Backend{
@@ -356,10 +437,10 @@ func snapshotOf(cfg *config.Config, up map[string]verdict) Snapshot {
 				Method: methodOf(cmp.Or(rs.LBKind, vs.LBKind)),
 				Up:     true,
 			}
-			v := up[TargetID(vs, rs)]
+			v := verdictOf(up, vs, rs)
 			// A dynamic weight (misc_dynamic, FILE_CHECK) stays within IPVS's range; at 0 or
 			// below the server is drained, as keepalived does.
-			b.Weight = min(max(rs.Weight+v.weightDelta, 0), math.MaxInt32)
+			b.Weight = effectiveWeight(rs, v)
 			if v.down {
 				if rs.InhibitOnFailure {
 					b.Weight = 0 // keepalived keeps the server with weight 0: existing flows continue
@@ -369,6 +450,11 @@ func snapshotOf(cfg *config.Config, up map[string]verdict) Snapshot {
 			}
 			svc.Backends = append(svc.Backends, b)
 		}
+		q, ok := quorum[svc.Key]
+		if !ok {
+			q = initialQuorum(vs, up)
+		}
+		svc.Backends = withQuorum(vs, svc.Backends, q)
 		slices.SortFunc(svc.Backends, func(a, b Backend) int {
 			return cmp.Or(a.Addr.Compare(b.Addr), cmp.Compare(a.Port, b.Port))
 		})

@@ -261,13 +261,27 @@ func (w *withChecker) Update(ts []health.Target) error {
 	return w.Scheduler.Update(ts)
 }
 
-func TestWarnsAboutPersistence(t *testing.T) {
+// TestSnapshotCarriesPersistence checks that persistence, scheduler flags and lvs_timeouts reach
+// the data plane, and that persistence no longer earns a "not implemented" warning.
+func TestSnapshotCarriesPersistence(t *testing.T) {
 	var buf strings.Builder
 	cfg := testConfig(netip.MustParseAddrPort("127.0.0.1:1"))
 	cfg.VirtualServers[0].Persistence = 300 * time.Second
+	cfg.VirtualServers[0].PersistenceGranularity = 24
+	cfg.VirtualServers[0].SchedPort = true
+	cfg.VirtualServers[0].SchedFallback = true
+	cfg.Global.LVSTimeouts = config.LVSTimeouts{TCP: time.Hour, TCPFin: time.Minute, UDP: 10 * time.Second}
 	d := &state{log: slog.New(slog.NewTextHandler(&buf, nil)), cfg: cfg}
 	d.warnUnserved()
-	if !strings.Contains(buf.String(), "persistence_timeout is not implemented yet") {
-		t.Errorf("no warning for persistence_timeout; log: %s", buf.String())
+	if strings.Contains(buf.String(), "persistence_timeout") {
+		t.Errorf("warning about persistence_timeout, which is implemented; log: %s", buf.String())
+	}
+	s := snapshotOf(cfg, nil)
+	if diff := cmp.Diff(Timeouts{TCP: time.Hour, TCPFin: time.Minute, UDP: 10 * time.Second}, s.Timeouts); diff != "" {
+		t.Errorf("timeouts (-want +got):\n%s", diff)
+	}
+	got := s.Services[0]
+	if got.Persistence != 300*time.Second || got.PersistencePrefix != 24 || got.SchedFlags != SchedPort|SchedFallback {
+		t.Errorf("service: persistence %v /%d flags %b, want 5m0s /24 %b", got.Persistence, got.PersistencePrefix, got.SchedFlags, SchedPort|SchedFallback)
 	}
 }

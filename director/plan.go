@@ -76,7 +76,94 @@ func Plan(old, next *config.Config) []Change {
 		}
 		out = append(out, planBackends(name, o, n, oldChecks, newChecks)...)
 	}
+	return append(out, planVRRP(old, next)...)
+}
+
+// planVRRP lists vrrp_instance changes: added and removed instances, and for changed ones
+// what a reload applies (priority in place; anything else restarts the instance).
+func planVRRP(old, next *config.Config) []Change {
+	var out []Change
+	olds := map[string]config.VRRPInstance{}
+	for _, in := range old.VRRPInstances {
+		olds[in.Name] = in
+	}
+	news := map[string]bool{}
+	for _, n := range next.VRRPInstances {
+		news[n.Name] = true
+		name := "vrrp_instance " + n.Name
+		o, ok := olds[n.Name]
+		if !ok {
+			out = append(out, Change{Op: "+", Service: name, Detail: fmt.Sprintf("%s vrid %d priority %d, vips %s",
+				n.Interface, n.VirtualRouterID, n.Priority, prefixes(n.VirtualAddresses))})
+			continue
+		}
+		was, now := specOf(old, o), specOf(next, n)
+		if sameSpec(was, now) {
+			continue
+		}
+		var d []string
+		if o.Priority != n.Priority {
+			d = append(d, fmt.Sprintf("priority %d -> %d", o.Priority, n.Priority))
+		}
+		if a, b := prefixes(o.VirtualAddresses), prefixes(n.VirtualAddresses); a != b {
+			d = append(d, fmt.Sprintf("vips %s -> %s", a, b))
+		}
+		was.Instance.Priority, now.Instance.Priority = 0, 0
+		if !sameSpec(was, now) {
+			d = append(d, "settings changed: the instance restarts (sends priority 0, then runs again)")
+		}
+		out = append(out, Change{Op: "~", Service: name, Detail: strings.Join(d, ", ")})
+	}
+	var gone []string
+	for name := range olds {
+		if !news[name] {
+			gone = append(gone, name)
+		}
+	}
+	slices.Sort(gone)
+	for _, name := range gone {
+		out = append(out, Change{Op: "-", Service: "vrrp_instance " + name, Detail: "stops: sends priority 0 and releases its VIPs"})
+	}
 	return out
+}
+
+func prefixes(ps []netip.Prefix) string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = p.String()
+	}
+	return "[" + strings.Join(s, " ") + "]"
+}
+
+// FlowShare is how many of the flows a data plane holds a reload would take off their real
+// server: those pinned to a real server (or service) the new configuration no longer has.
+// Flows to a real server whose weight drops to 0 are drained, not moved.
+type FlowShare struct {
+	Moving uint64 `json:"moving"`
+	Total  uint64 `json:"total"`
+}
+
+// MovingFlows counts the flows in conns (per service and real server, as the data plane
+// reports them) that a reload to next would move.
+func MovingFlows(next *config.Config, conns map[ServiceKey]map[netip.AddrPort]uint64) FlowShare {
+	keep := map[ServiceKey]map[netip.AddrPort]bool{}
+	for _, s := range snapshotOf(next, nil).Services {
+		m := map[netip.AddrPort]bool{}
+		for _, b := range s.Backends {
+			m[netip.AddrPortFrom(b.Addr, b.Port)] = true
+		}
+		keep[s.Key] = m
+	}
+	var fs FlowShare
+	for k, bs := range conns {
+		for ap, n := range bs {
+			fs.Total += n
+			if !keep[k][ap] {
+				fs.Moving += n
+			}
+		}
+	}
+	return fs
 }
 
 func planBackends(name string, o, n Service, oldChecks, newChecks map[string][]string) []Change {

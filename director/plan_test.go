@@ -1,6 +1,8 @@
 package director
 
 import (
+	"fmt"
+	"net/netip"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -75,5 +77,39 @@ func TestPlan(t *testing.T) {
 	}
 	if got := Plan(parse(t, planOld), parse(t, planOld)); len(got) != 0 {
 		t.Errorf("plan between identical files: %v", got)
+	}
+}
+
+func TestPlanVRRP(t *testing.T) {
+	inst := func(name string, vrid, prio int, vip, extra string) string {
+		return fmt.Sprintf("vrrp_instance %s {\ninterface eth0\nvirtual_router_id %d\npriority %d\n%s\nvirtual_ipaddress {\n%s\n}\n}\n",
+			name, vrid, prio, extra, vip)
+	}
+	old := inst("VI_1", 1, 100, "192.0.2.1", "") + inst("VI_2", 2, 100, "192.0.2.2", "") + inst("VI_3", 3, 100, "192.0.2.3", "")
+	next := inst("VI_1", 1, 150, "192.0.2.1", "") + inst("VI_2", 2, 100, "192.0.2.2", "advert_int 2") + inst("VI_4", 4, 90, "192.0.2.4", "")
+	want := []Change{
+		{Op: "~", Service: "vrrp_instance VI_1", Detail: "priority 100 -> 150"},
+		{Op: "~", Service: "vrrp_instance VI_2", Detail: "settings changed: the instance restarts (sends priority 0, then runs again)"},
+		{Op: "+", Service: "vrrp_instance VI_4", Detail: "eth0 vrid 4 priority 90, vips [192.0.2.4/32]"},
+		{Op: "-", Service: "vrrp_instance VI_3", Detail: "stops: sends priority 0 and releases its VIPs"},
+	}
+	if diff := cmp.Diff(want, Plan(parse(t, old), parse(t, next))); diff != "" {
+		t.Errorf("plan (-want +got):\n%s", diff)
+	}
+}
+
+func TestMovingFlows(t *testing.T) {
+	next := parse(t, planNew)
+	web := ServiceKey{VIP: netip.MustParseAddr("192.0.2.10"), Port: 80, Proto: TCP}
+	dns := ServiceKey{VIP: netip.MustParseAddr("192.0.2.10"), Port: 53, Proto: UDP}
+	conns := map[ServiceKey]map[netip.AddrPort]uint64{
+		web: {
+			netip.MustParseAddrPort("10.0.0.2:80"): 30, // stays (weight changes)
+			netip.MustParseAddrPort("10.0.0.3:80"): 10, // removed: its flows move
+		},
+		dns: {netip.MustParseAddrPort("10.0.0.9:53"): 5}, // service removed
+	}
+	if diff := cmp.Diff(FlowShare{Moving: 15, Total: 45}, MovingFlows(next, conns)); diff != "" {
+		t.Errorf("MovingFlows (-want +got):\n%s", diff)
 	}
 }

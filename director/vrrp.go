@@ -5,11 +5,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"reflect"
+	"slices"
 	"sync"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/sluice-lb/sluice/config"
+	"github.com/sluice-lb/sluice/health"
 	"github.com/sluice-lb/sluice/vrrp"
 )
 
@@ -43,6 +46,9 @@ func VRRPConfig(in config.VRRPInstance, log *slog.Logger) vrrp.Config {
 		GARPMasterRepeat:  in.GARPMasterRepeat,
 		GARPMasterRefresh: in.GARPMasterRefresh,
 		Logger:            log,
+
+		HigherPrioSendAdvert: in.HigherPrioSendAdvert,
+		DontTrackPrimary:     in.DontTrackPrimary,
 	}
 	if !c.UnicastSrc.IsValid() {
 		c.UnicastSrc = in.McastSrcIP
@@ -56,46 +62,319 @@ func VRRPConfig(in config.VRRPInstance, log *slog.Logger) vrrp.Config {
 	return c
 }
 
-// vrrpGroup runs the configured instances and merges their events into one channel.
+// VRRPConfigFor is VRRPConfig with what the rest of the configuration adds to an instance:
+// its track_interface, track_script and track_file entries resolved to the vrrp_script and
+// track_file blocks (a track_script weight overrides the script's own; a script without user
+// runs as global_defs script_user), and the tracking of its vrrp_sync_group. The caller sets
+// Sync to the group's shared *vrrp.SyncGroup.
+func VRRPConfigFor(cfg *config.Config, in config.VRRPInstance, log *slog.Logger) (vrrp.Config, error) {
+	c := VRRPConfig(in, log)
+	ifaces, scripts, files := in.TrackInterfaces, in.TrackScripts, in.TrackFiles
+	if g := syncGroupOf(cfg, in.Name); g != nil {
+		ifaces = append(slices.Clone(ifaces), g.TrackInterfaces...)
+		scripts = append(slices.Clone(scripts), g.TrackScripts...)
+		files = append(slices.Clone(files), g.TrackFiles...)
+	}
+	for _, t := range ifaces {
+		c.TrackInterfaces = append(c.TrackInterfaces, vrrp.TrackInterface{Name: t.Name, Weight: t.Weight, Reverse: t.Reverse})
+	}
+	for _, r := range scripts {
+		i := slices.IndexFunc(cfg.VRRPScripts, func(s config.VRRPScript) bool { return s.Name == r.Name })
+		if i < 0 {
+			continue // the parser warned and dropped it already; a sync group's ref may remain
+		}
+		s := cfg.VRRPScripts[i]
+		if s.Script == "" {
+			continue // keepalived ignores a vrrp_script without script
+		}
+		path, err := health.SplitMiscPath(s.Script)
+		if err != nil {
+			return vrrp.Config{}, fmt.Errorf("vrrp_script %s: %w", s.Name, err)
+		}
+		ts := vrrp.TrackScript{Name: s.Name, Path: path, Interval: s.Interval, Timeout: s.Timeout,
+			Weight: s.Weight, Reverse: s.Reverse, Rise: s.Rise, Fall: s.Fall, InitFail: s.InitFail,
+			User: s.User, Group: s.Group}
+		if r.Weight != nil {
+			ts.Weight, ts.Reverse = *r.Weight, r.Reverse
+		}
+		if ts.User == "" {
+			ts.User, ts.Group = cfg.Global.ScriptUser, cfg.Global.ScriptGroup
+		}
+		c.TrackScripts = append(c.TrackScripts, ts)
+	}
+	for _, r := range files {
+		i := slices.IndexFunc(cfg.TrackFiles, func(f config.TrackFile) bool { return f.Name == r.Name })
+		if i < 0 {
+			continue
+		}
+		f := cfg.TrackFiles[i]
+		tf := vrrp.TrackFile{Name: f.Name, Path: f.File, Weight: f.Weight, Reverse: f.Reverse}
+		if r.Weight != nil {
+			tf.Weight, tf.Reverse = *r.Weight, r.Reverse
+		}
+		c.TrackFiles = append(c.TrackFiles, tf)
+	}
+	return c, nil
+}
+
+// syncGroupOf returns the vrrp_sync_group instance belongs to, or nil.
+func syncGroupOf(cfg *config.Config, instance string) *config.VRRPSyncGroup {
+	for i, g := range cfg.VRRPSyncGroups {
+		if slices.Contains(g.Group, instance) {
+			return &cfg.VRRPSyncGroups[i]
+		}
+	}
+	return nil
+}
+
+// vrrpBuilder creates the instance for a vrrp_instance of cfg, in its sync group (nil: none).
+type vrrpBuilder func(cfg *config.Config, in config.VRRPInstance, sync *vrrp.SyncGroup) (VRRPInstance, error)
+
+// vrrpGroup runs the configured instances, merges their events into one channel and applies
+// reloads: unchanged instances keep running untouched, removed ones stop (priority 0, VIPs
+// released), added ones start, and changed ones restart.
 type vrrpGroup struct {
+	ctx    context.Context
+	log    *slog.Logger
+	build  vrrpBuilder
 	events chan vrrp.Event
 	wg     sync.WaitGroup
-	cfgs   []config.VRRPInstance
+	cfg    *config.Config
+	// running are the instances by name; syncs the sync groups by name.
+	running map[string]*vrrpMember
+	syncs   map[string]*syncGroupRun
 }
+
+// vrrpMember is one running instance.
+type vrrpMember struct {
+	in     VRRPInstance
+	spec   vrrpSpec
+	cancel context.CancelFunc
+	done   chan struct{} // closed when Run returned and every event was passed on
+}
+
+// syncGroupRun is a sync group's shared state and the definition it was made from.
+type syncGroupRun struct {
+	group *vrrp.SyncGroup
+	def   config.VRRPSyncGroup
+}
+
+// vrrpSpec is everything a running instance was built from: a reload restarts an instance
+// whose spec changed.
+type vrrpSpec struct {
+	Instance              config.VRRPInstance
+	Scripts               []config.VRRPScript
+	Files                 []config.TrackFile
+	SyncGroup             *config.VRRPSyncGroup
+	ScriptUser, ScriptGrp string
+}
+
+func specOf(cfg *config.Config, in config.VRRPInstance) vrrpSpec {
+	sp := vrrpSpec{Instance: in}
+	refs := in.TrackScripts
+	frefs := in.TrackFiles
+	if g := syncGroupOf(cfg, in.Name); g != nil {
+		sp.SyncGroup = g
+		refs = append(slices.Clone(refs), g.TrackScripts...)
+		frefs = append(slices.Clone(frefs), g.TrackFiles...)
+	}
+	for _, r := range refs {
+		if i := slices.IndexFunc(cfg.VRRPScripts, func(s config.VRRPScript) bool { return s.Name == r.Name }); i >= 0 {
+			sp.Scripts = append(sp.Scripts, cfg.VRRPScripts[i])
+		}
+	}
+	for _, r := range frefs {
+		if i := slices.IndexFunc(cfg.TrackFiles, func(f config.TrackFile) bool { return f.Name == r.Name }); i >= 0 {
+			sp.Files = append(sp.Files, cfg.TrackFiles[i])
+		}
+	}
+	if len(sp.Scripts) > 0 { // script_user matters only to an instance that runs scripts
+		sp.ScriptUser, sp.ScriptGrp = cfg.Global.ScriptUser, cfg.Global.ScriptGroup
+	}
+	return sp
+}
+
+// sameSpec compares specs, ignoring where in the file things were written.
+func sameSpec(a, b vrrpSpec) (same bool) {
+	defer func() {
+		if recover() != nil {
+			same = false // a type cmp cannot compare: restart rather than guess
+		}
+	}()
+	return cmp.Equal(a, b, specOpts)
+}
+
+// specOpts compare configuration blocks by meaning: positions ignored, nil and empty alike.
+var specOpts = cmp.Options{cmpopts.IgnoreTypes(config.Pos{}), cmpopts.EquateEmpty(),
+	cmpopts.EquateComparable(netip.Addr{}, netip.Prefix{})}
 
 // startVRRP creates and starts one instance per vrrp_instance. An instance that cannot be
 // created (no such interface, AH authentication) stops the start-up with its reason.
-func startVRRP(ctx context.Context, cfg *config.Config, newVRRP func(config.VRRPInstance) (VRRPInstance, error), log *slog.Logger) (*vrrpGroup, error) {
-	g := &vrrpGroup{events: make(chan vrrp.Event, 64), cfgs: cfg.VRRPInstances}
+func startVRRP(ctx context.Context, cfg *config.Config, build vrrpBuilder, log *slog.Logger) (*vrrpGroup, error) {
+	g := &vrrpGroup{ctx: ctx, log: log, build: build, events: make(chan vrrp.Event, 64), cfg: cfg,
+		running: map[string]*vrrpMember{}, syncs: map[string]*syncGroupRun{}}
+	g.syncGroups(cfg)
 	var insts []VRRPInstance
 	for _, c := range cfg.VRRPInstances {
-		in, err := newVRRP(c)
+		in, err := g.create(cfg, c)
 		if err != nil {
-			return nil, fmt.Errorf("start vrrp_instance %s: %w", c.Name, err)
+			return nil, err
 		}
 		insts = append(insts, in)
 	}
-	for _, in := range insts {
-		g.wg.Add(2)
-		go func() {
-			defer g.wg.Done()
-			if err := in.Run(ctx); err != nil {
-				log.Error("vrrp instance stopped", "err", err)
-			}
-		}()
-		// Drain the instance's events whatever happens: an instance blocks on a full channel,
-		// and a blocked instance stops advertising.
-		go func() {
-			defer g.wg.Done()
-			for ev := range in.Events() {
-				select {
-				case g.events <- ev:
-				case <-ctx.Done():
-				}
-			}
-		}()
+	for i, in := range insts {
+		g.start(cfg, cfg.VRRPInstances[i], in)
 	}
 	return g, nil
+}
+
+// syncGroups keeps the shared state of each unchanged vrrp_sync_group and makes new state for
+// new and changed ones (whose members restart, their spec holding the group).
+func (g *vrrpGroup) syncGroups(cfg *config.Config) {
+	next := map[string]*syncGroupRun{}
+	for _, def := range cfg.VRRPSyncGroups {
+		if old, ok := g.syncs[def.Name]; ok && sameSyncGroup(old.def, def) {
+			next[def.Name] = old
+			continue
+		}
+		next[def.Name] = &syncGroupRun{group: vrrp.NewSyncGroup(def.Name), def: def}
+	}
+	g.syncs = next
+}
+
+func sameSyncGroup(a, b config.VRRPSyncGroup) (same bool) {
+	defer func() {
+		if recover() != nil {
+			same = false
+		}
+	}()
+	return cmp.Equal(a, b, specOpts)
+}
+
+func (g *vrrpGroup) create(cfg *config.Config, c config.VRRPInstance) (VRRPInstance, error) {
+	var sg *vrrp.SyncGroup
+	if def := syncGroupOf(cfg, c.Name); def != nil {
+		sg = g.syncs[def.Name].group
+	}
+	in, err := g.build(cfg, c, sg)
+	if err != nil {
+		return nil, fmt.Errorf("start vrrp_instance %s: %w", c.Name, err)
+	}
+	return in, nil
+}
+
+// start runs in and passes its events on until it stops.
+func (g *vrrpGroup) start(cfg *config.Config, c config.VRRPInstance, in VRRPInstance) {
+	ctx, cancel := context.WithCancel(g.ctx)
+	m := &vrrpMember{in: in, spec: specOf(cfg, c), cancel: cancel, done: make(chan struct{})}
+	g.running[c.Name] = m
+	var wg sync.WaitGroup
+	wg.Add(2)
+	g.wg.Add(2)
+	go func() {
+		defer g.wg.Done()
+		defer wg.Done()
+		if err := in.Run(ctx); err != nil {
+			g.log.Error("vrrp instance stopped", "err", err)
+		}
+	}()
+	// Drain the instance's events whatever happens: an instance blocks on a full channel,
+	// and a blocked instance stops advertising.
+	go func() {
+		defer g.wg.Done()
+		defer wg.Done()
+		for ev := range in.Events() {
+			select {
+			case g.events <- ev:
+			case <-g.ctx.Done():
+			}
+		}
+	}()
+	go func() { wg.Wait(); close(m.done) }()
+}
+
+// reload applies next's vrrp_instance blocks and returns the names of the instances it
+// stopped (removed or restarted), whose state the director must forget. An instance that
+// cannot be created is logged and left out; the others run.
+func (g *vrrpGroup) reload(next *config.Config) (stopped []string) {
+	g.syncGroups(next)
+	want := map[string]config.VRRPInstance{}
+	for _, c := range next.VRRPInstances {
+		want[c.Name] = c
+	}
+	// Stop removed and changed instances together, then wait: each sends priority 0 and
+	// releases its VIPs.
+	var stopping []*vrrpMember
+	for name, m := range g.running {
+		c, keep := want[name]
+		spec := specOf(next, c)
+		if keep && sameSpec(m.spec, spec) {
+			continue
+		}
+		if keep && g.setPriority(name, m, spec) {
+			continue
+		}
+		if keep {
+			g.log.Info("vrrp_instance changed: restarting it", "vrrp_instance", name)
+		} else {
+			g.log.Info("vrrp_instance removed: stopping it", "vrrp_instance", name)
+		}
+		m.cancel()
+		stopping = append(stopping, m)
+		stopped = append(stopped, name)
+		delete(g.running, name)
+	}
+	timeout := time.After(vrrpStopTimeout)
+	for _, m := range stopping {
+		select {
+		case <-m.done:
+		case <-timeout:
+			g.log.Error("vrrp instances did not stop in time", "timeout", vrrpStopTimeout)
+		}
+	}
+	for _, c := range next.VRRPInstances {
+		if _, ok := g.running[c.Name]; ok {
+			continue
+		}
+		in, err := g.create(next, c)
+		if err != nil {
+			g.log.Error("vrrp_instance not started", "err", err)
+			continue
+		}
+		g.log.Info("vrrp_instance started", "vrrp_instance", c.Name)
+		g.start(next, c, in)
+	}
+	g.cfg = next
+	slices.Sort(stopped)
+	return stopped
+}
+
+// prioritySetter is the part of *vrrp.Instance that changes its priority in place.
+type prioritySetter interface {
+	SetPriority(uint8) error
+}
+
+// setPriority applies a reload that changes only an instance's priority in place, as
+// keepalived does, so the instance keeps its state and adverts: neither priority may be the
+// owner's 255, whose rules differ. It reports whether it did.
+func (g *vrrpGroup) setPriority(name string, m *vrrpMember, spec vrrpSpec) bool {
+	old, next := m.spec.Instance.Priority, spec.Instance.Priority
+	ps, ok := m.in.(prioritySetter)
+	if !ok || old == next || old == vrrp.PriorityOwner || next == vrrp.PriorityOwner || next < 1 || next > 254 {
+		return false
+	}
+	same := spec
+	same.Instance.Priority = old
+	if !sameSpec(m.spec, same) {
+		return false
+	}
+	if err := ps.SetPriority(uint8(next)); err != nil {
+		g.log.Warn("vrrp_instance priority not changed in place: restarting it", "vrrp_instance", name, "err", err)
+		return false
+	}
+	g.log.Info("vrrp_instance priority changed in place", "vrrp_instance", name, "from", old, "to", next)
+	m.spec = spec
+	return true
 }
 
 // wait waits, for at most vrrpStopTimeout, for the instances to finish after their context
@@ -108,24 +387,6 @@ func (g *vrrpGroup) wait(log *slog.Logger) {
 	case <-time.After(vrrpStopTimeout):
 		log.Error("vrrp instances did not stop in time", "timeout", vrrpStopTimeout)
 	}
-}
-
-// changed reports whether a reload changes the vrrp_instance blocks.
-func (g *vrrpGroup) changed(next *config.Config) bool {
-	return !reflect.DeepEqual(stripPos(g.cfgs), stripPos(next.VRRPInstances))
-}
-
-func stripPos(ins []config.VRRPInstance) []config.VRRPInstance {
-	out := make([]config.VRRPInstance, len(ins))
-	for i, in := range ins {
-		in.Pos = config.Pos{}
-		in.VIPs = append([]config.VirtualIP(nil), in.VIPs...)
-		for j := range in.VIPs {
-			in.VIPs[j].Pos = config.Pos{}
-		}
-		out[i] = in
-	}
-	return out
 }
 
 // owners maps each VIP a vrrp_instance covers to that instance's name.

@@ -4,9 +4,13 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/sluice-lb/sluice/config"
 	"github.com/sluice-lb/sluice/vrrp"
@@ -135,5 +139,169 @@ func TestVRRPConfigMapping(t *testing.T) {
 		c.UnicastSrc != in.McastSrcIP || len(c.UnicastPeers) != 1 || c.UnicastPeers[0] != in.UnicastPeers[0].Addr ||
 		c.PreemptDelay != 3*time.Second || c.GARPMasterRepeat != 5 || len(c.VIPs) != 1 {
 		t.Errorf("mapped config %+v", c)
+	}
+}
+
+func TestVRRPReloadAppliesInstanceChanges(t *testing.T) {
+	_, rs1 := listen(t)
+	cfg := vrrpConfig(rs1)
+	vi := func(name string, vrid, prio int, vip string) config.VRRPInstance {
+		return config.VRRPInstance{Name: name, Interface: "eth0", VirtualRouterID: vrid, Priority: prio,
+			VirtualAddresses: []netip.Prefix{netip.MustParsePrefix(vip)}}
+	}
+	cfg.VRRPInstances = append(cfg.VRRPInstances, vi("VI_2", 52, 100, "192.0.2.20/32"), vi("VI_3", 53, 100, "192.0.2.30/32"))
+	var mu sync.Mutex
+	made := map[string][]*scriptedVRRP{}
+	count := func(name string) int { mu.Lock(); defer mu.Unlock(); return len(made[name]) }
+	get := func(name string, i int) *scriptedVRRP { mu.Lock(); defer mu.Unlock(); return made[name][i] }
+	reload := make(chan *config.Config)
+	rec := newRecorder()
+	startDirector(t, Options{Config: cfg, Dataplane: rec, Refresh: time.Hour, Reload: reload,
+		NewVRRP: func(c config.VRRPInstance) (VRRPInstance, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			in := &scriptedVRRP{name: c.Name, events: make(chan vrrp.Event, 4)}
+			made[c.Name] = append(made[c.Name], in)
+			return in, nil
+		}})
+	if !eventually(5*time.Second, func() bool { return count("VI_1") == 1 && count("VI_2") == 1 && count("VI_3") == 1 }) {
+		t.Fatal("instances not started")
+	}
+	get("VI_1", 0).become(vrrp.Master)
+	waitFor(t, rec, "VI_1's VIP as MASTER", func(s Snapshot) bool { return slices.Contains(vips(s), "192.0.2.10") })
+
+	// VI_1 unchanged but written elsewhere in the file; VI_2 changed; VI_3 removed; VI_4 added.
+	next := *cfg
+	next.VRRPInstances = []config.VRRPInstance{cfg.VRRPInstances[0], vi("VI_2", 52, 150, "192.0.2.20/32"), vi("VI_4", 54, 100, "192.0.2.40/32")}
+	next.VRRPInstances[0].Pos = config.Pos{File: "moved.conf", Line: 40}
+	_, before := rec.last()
+	reload <- &next
+	if !eventually(5*time.Second, func() bool { return count("VI_2") == 2 && count("VI_4") == 1 }) {
+		t.Fatalf("after reload: VI_2 made %d times, VI_4 %d times; want 2 and 1", count("VI_2"), count("VI_4"))
+	}
+	if count("VI_1") != 1 || get("VI_1", 0).stopped.Load() {
+		t.Errorf("unchanged VI_1 was restarted or stopped (made %d times)", count("VI_1"))
+	}
+	if !get("VI_2", 0).stopped.Load() || get("VI_2", 1).stopped.Load() {
+		t.Error("changed VI_2: the old instance must have stopped and the new one run")
+	}
+	if !get("VI_3", 0).stopped.Load() || count("VI_3") != 1 {
+		t.Error("removed VI_3 must have stopped and not restarted")
+	}
+	// VI_1 kept its state: its VIP is still forwarded in the reload's snapshot.
+	waitFor(t, rec, "a snapshot after the reload", func(Snapshot) bool { _, n := rec.last(); return n > before })
+	if s, _ := rec.last(); !slices.Contains(vips(s), "192.0.2.10") {
+		t.Errorf("VI_1's VIP no longer forwarded after a reload that did not change it: %v", vips(s))
+	}
+}
+
+func eventually(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return true
+}
+
+func TestVRRPConfigForResolvesTracking(t *testing.T) {
+	w := -30
+	cfg := &config.Config{
+		Global: config.GlobalDefs{ScriptUser: "nobody"},
+		VRRPInstances: []config.VRRPInstance{{Name: "VI_1", Interface: "eth0", VirtualRouterID: 51, Priority: 100,
+			VirtualAddresses:     []netip.Prefix{netip.MustParsePrefix("192.0.2.10/32")},
+			HigherPrioSendAdvert: true,
+			TrackInterfaces:      []config.TrackInterface{{Name: "eth1", Weight: 10, Reverse: true}},
+			TrackScripts:         []config.TrackRef{{Name: "chk"}, {Name: "chk2", Weight: &w}},
+			TrackFiles:           []config.TrackRef{{Name: "f"}}}},
+		VRRPScripts: []config.VRRPScript{
+			{Name: "chk", Script: `/usr/bin/check "a b"`, Interval: 2 * time.Second, Weight: 5, Rise: 2, Fall: 3, InitFail: true},
+			{Name: "chk2", Script: "/bin/true", Weight: 20, Reverse: true, User: "root"},
+		},
+		TrackFiles: []config.TrackFile{{Name: "f", File: "/run/prio", Weight: 2}},
+		VRRPSyncGroups: []config.VRRPSyncGroup{{Name: "G", Group: []string{"VI_1"},
+			TrackInterfaces: []config.TrackInterface{{Name: "eth2"}}}},
+	}
+	got, err := VRRPConfigFor(cfg, cfg.VRRPInstances[0], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.HigherPrioSendAdvert {
+		t.Error("higher_prio_send_advert not mapped")
+	}
+	wantIf := []vrrp.TrackInterface{{Name: "eth1", Weight: 10, Reverse: true}, {Name: "eth2"}}
+	wantSc := []vrrp.TrackScript{
+		{Name: "chk", Path: []string{"/usr/bin/check", "a b"}, Interval: 2 * time.Second, Weight: 5, Rise: 2, Fall: 3, InitFail: true, User: "nobody"},
+		{Name: "chk2", Path: []string{"/bin/true"}, Weight: -30, User: "root"},
+	}
+	wantF := []vrrp.TrackFile{{Name: "f", Path: "/run/prio", Weight: 2}}
+	if diff := cmp.Diff(wantIf, got.TrackInterfaces); diff != "" {
+		t.Errorf("track_interface (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(wantSc, got.TrackScripts); diff != "" {
+		t.Errorf("track_script (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(wantF, got.TrackFiles); diff != "" {
+		t.Errorf("track_file (-want +got):\n%s", diff)
+	}
+	cfg.VRRPScripts[0].Script = `/bin/x "unterminated`
+	if _, err := VRRPConfigFor(cfg, cfg.VRRPInstances[0], nil); err == nil {
+		t.Error("an unsplittable script must be refused")
+	}
+}
+
+// settableVRRP is a scriptedVRRP whose priority can change in place, as *vrrp.Instance's can.
+type settableVRRP struct {
+	*scriptedVRRP
+	prio atomic.Int32
+}
+
+func (s *settableVRRP) SetPriority(p uint8) error { s.prio.Store(int32(p)); return nil }
+
+func TestVRRPReloadChangesPriorityInPlace(t *testing.T) {
+	_, rs1 := listen(t)
+	cfg := vrrpConfig(rs1)
+	var mu sync.Mutex
+	var made []*settableVRRP
+	count := func() int { mu.Lock(); defer mu.Unlock(); return len(made) }
+	reload := make(chan *config.Config)
+	startDirector(t, Options{Config: cfg, Dataplane: newRecorder(), Refresh: time.Hour, Reload: reload,
+		NewVRRP: func(c config.VRRPInstance) (VRRPInstance, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			in := &settableVRRP{scriptedVRRP: &scriptedVRRP{name: c.Name, events: make(chan vrrp.Event, 4)}}
+			made = append(made, in)
+			return in, nil
+		}})
+	if !eventually(5*time.Second, func() bool { return count() == 1 }) {
+		t.Fatal("instance not started")
+	}
+	first := made[0]
+
+	// Only the priority changes: set in place, no restart.
+	next := *cfg
+	next.VRRPInstances = slices.Clone(cfg.VRRPInstances)
+	next.VRRPInstances[0].Priority = 120
+	reload <- &next
+	if !eventually(5*time.Second, func() bool { return first.prio.Load() == 120 }) {
+		t.Fatalf("priority not set in place: %d", first.prio.Load())
+	}
+	if count() != 1 || first.stopped.Load() {
+		t.Errorf("a priority-only change restarted the instance (made %d)", count())
+	}
+
+	// A VIP changes too: restart.
+	again := next
+	again.VRRPInstances = slices.Clone(next.VRRPInstances)
+	again.VRRPInstances[0].Priority = 130
+	again.VRRPInstances[0].VirtualAddresses = []netip.Prefix{netip.MustParsePrefix("192.0.2.11/32")}
+	reload <- &again
+	if !eventually(5*time.Second, func() bool { return count() == 2 }) {
+		t.Fatal("a VIP change did not restart the instance")
+	}
+	if !first.stopped.Load() || first.prio.Load() != 120 {
+		t.Errorf("old instance stopped %v, priority %d; want stopped with 120", first.stopped.Load(), first.prio.Load())
 	}
 }

@@ -13,6 +13,8 @@
 /* Default size of the table of unconfirmed flows (seen once, or only as SYNs): a SYN flood churns
  * this table and never the connection table. The loader may override it before loading. */
 #define UNCONFIRMED_TABLE_SIZE 65536
+/* Size of the persistence table: one template per (service, masked client address). */
+#define PERSIST_TABLE_SIZE 65536
 /* Most IPv6 extension headers walked before the transport header; more are passed. */
 #define MAX_EXT_HDRS 6
 /* Seed of the source-address hash; loader.SourceHash must use the same value. */
@@ -32,10 +34,28 @@ enum svc_flags {
 	SVC_F_RR = 1 << 0,
 };
 
+/* What svc_conf.hash makes a hashing service (SVC_F_RR clear) hash to pick a backend. */
+enum svc_hash {
+	/* The client address (sh, mh: IPVS's default). */
+	SVC_HASH_SRC = 0,
+	/* The client address and port (sh-port, mh-port). */
+	SVC_HASH_SRC_PORT = 1,
+	/* The destination address (dh). */
+	SVC_HASH_DST = 2,
+};
+
 /* Bits of backend_value.flags. */
 enum backend_flags {
 	/* Backend is healthy and its next hop resolved: pinned flows may keep using it. */
 	BE_F_UP = 1 << 0,
+	/* Backend may take new flows (up, weight above 0): persistence templates may send to it. */
+	BE_F_NEW = 1 << 1,
+};
+
+/* Bits of flow_value.flags. */
+enum flow_flags {
+	/* A FIN or RST was seen: the flow expires after svc_conf.fin_ns of silence. */
+	FLOW_F_FIN = 1 << 0,
 };
 
 /* Forwarding method of a backend, as director.Method. */

@@ -70,6 +70,25 @@ static __always_inline __u32 jhash_1word(__u32 a, __u32 initval)
 	return c;
 }
 
+/* jhash_2words is the kernel's jhash_2words. */
+static __always_inline __u32 jhash_2words(__u32 a, __u32 b, __u32 initval)
+{
+	__u32 c;
+
+	initval += JHASH_INITVAL + (2 << 2);
+	a += initval;
+	b += initval;
+	c = initval;
+	jhash_final(a, b, c);
+	return c;
+}
+
+/* port_hash mixes a port in network order into an address hash (sh-port, mh-port). */
+static __always_inline __u32 port_hash(__u32 h, __be16 port)
+{
+	return jhash_2words(h, bpf_ntohs(port), LB_HASH_SEED);
+}
+
 /* src_hash_v4 hashes a client IPv4 address given in network order, as IPVS mh does: connections
  * from one client land on one backend whatever their ports. */
 static __always_inline __u32 src_hash_v4(__be32 saddr)

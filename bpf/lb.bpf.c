@@ -55,13 +55,20 @@ enum flow_state {
 	FLOW_PINNED,
 };
 
+/* nat_port is the port a NAT flow goes to on backend be: its own, or for a real server of port 0
+ * (of an all-ports service) the one the client asked for. */
+static __always_inline __be16 nat_port(const struct packet *pkt, const struct backend_value *be)
+{
+	return be->port ? be->port : pkt->flow.dport;
+}
+
 /* nat_key is the 5-tuple of a reply from backend be to the client of the forward flow. */
 static __always_inline void nat_key(const struct packet *pkt, const struct backend_value *be,
 				    struct flow_key *key)
 {
 	__builtin_memcpy(key->src, be->addr, sizeof(key->src));
 	__builtin_memcpy(key->dst, pkt->flow.src, sizeof(key->dst));
-	key->sport = be->port;
+	key->sport = nat_port(pkt, be);
 	key->dport = pkt->flow.sport;
 	key->proto = pkt->flow.proto;
 	key->family = pkt->flow.family;
@@ -89,38 +96,87 @@ static __always_inline void remember_nat(const struct packet *pkt, const struct 
 	}
 }
 
+/* older reports whether a time stamp is more than limit before now. Another CPU may have stamped
+ * it just after this one read now: a stamp in the future is not old. */
+static __always_inline int older(__u64 now, __u64 stamp, __u64 limit)
+{
+	return (__s64)(now - stamp) > (__s64)limit;
+}
+
+/* expired reports whether the packet starts over a flow: one silent since fv->last_seen_ns for
+ * longer than its service's idle timeout (lvs_timeouts), or a bare SYN reusing the ports of a
+ * flow that was closing (IPVS's conn_reuse_mode). The packet is then scheduled as a new flow. */
+static __always_inline int expired(const struct flow_value *fv, const struct packet *pkt,
+				   const struct svc_conf *conf, __u64 now)
+{
+	__u64 limit = conf->idle_ns;
+
+	if (fv->flags & FLOW_F_FIN) {
+		if ((pkt->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN)
+			return 1;
+		if (conf->fin_ns)
+			limit = conf->fin_ns;
+	}
+	return limit && older(now, fv->last_seen_ns, limit);
+}
+
+/* touch refreshes a flow entry with the packet: its time, and a FIN or RST seen. */
+static __always_inline void touch(struct flow_value *fv, const struct packet *pkt, __u64 now)
+{
+	fv->last_seen_ns = now;
+	if ((pkt->tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST)) && !(fv->flags & FLOW_F_FIN))
+		fv->flags |= FLOW_F_FIN;
+}
+
+/* PERSIST_EPOCH_SHIFT: a flow refreshes its client's persistence template on its first packet
+ * in each 2^30 ns (about one second) of the clock, so that busy flows do not look the template up
+ * on every packet. */
+#define PERSIST_EPOCH_SHIFT 30
+
+/* new_epoch reports whether now is in a later refresh epoch than the flow's last packet. */
+static __always_inline int new_epoch(const struct flow_value *fv, __u64 now)
+{
+	return (now >> PERSIST_EPOCH_SHIFT) != (fv->last_seen_ns >> PERSIST_EPOCH_SHIFT);
+}
+
 /* pinned returns the backend the flow is pinned to when it may still be used, else NULL. A flow
  * found in unconfirmed is promoted into flows by any packet but a bare SYN: a handshake's ACK, or
  * the second packet of a UDP flow. A spoofed source never sends that packet, so a flood fills
- * unconfirmed alone. */
-static __always_inline struct backend_value *pinned(struct packet *pkt, __u32 svc_id, __u32 *be_id,
-						    enum flow_state *state)
+ * unconfirmed alone. A flow idle past its timeout counts as absent. *epoch is set when the packet
+ * is the flow's first in a refresh epoch. */
+static __always_inline struct backend_value *pinned(struct packet *pkt, const struct svc_conf *conf,
+						    __u32 svc_id, __u32 *be_id,
+						    enum flow_state *state, __u64 now, int *epoch)
 {
 	struct flow_value *fv = bpf_map_lookup_elem(&flows, &pkt->flow);
 	struct backend_value *be;
-	__u64 now = bpf_ktime_get_ns();
 
 	*state = FLOW_NONE;
-	if (fv) {
+	if (fv && expired(fv, pkt, conf, now)) {
+		/* Gone, so that the next packets find the flow this one starts. */
+		bpf_map_delete_elem(&flows, &pkt->flow);
+	} else if (fv) {
 		*be_id = fv->backend;
 		be = usable(*be_id, svc_id);
 		if (be) {
-			fv->last_seen_ns = now;
+			*epoch = new_epoch(fv, now);
+			touch(fv, pkt, now);
 			*state = FLOW_PINNED;
 			return be;
 		}
 		*state = FLOW_STALE_CONFIRMED;
 	}
 	fv = bpf_map_lookup_elem(&unconfirmed, &pkt->flow);
-	if (!fv)
+	if (!fv || expired(fv, pkt, conf, now))
 		return NULL;
 	*be_id = fv->backend;
 	be = usable(*be_id, svc_id);
 	if (!be)
 		return NULL;
-	fv->last_seen_ns = now;
+	*epoch = new_epoch(fv, now);
+	touch(fv, pkt, now);
 	if ((pkt->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) != TCP_FLAG_SYN) {
-		struct flow_value nv = {.backend = *be_id, .last_seen_ns = now};
+		struct flow_value nv = {.backend = *be_id, .flags = fv->flags, .last_seen_ns = now};
 
 		if (bpf_map_update_elem(&flows, &pkt->flow, &nv, BPF_ANY) == 0) {
 			bpf_map_delete_elem(&unconfirmed, &pkt->flow);
@@ -131,10 +187,65 @@ static __always_inline struct backend_value *pinned(struct packet *pkt, __u32 sv
 	return be;
 }
 
+/* persist_key_of is the persistence template key of the packet's client for service svc_id. */
+static __always_inline void persist_key_of(const struct packet *pkt, const struct svc_conf *conf,
+					   __u32 svc_id, struct persist_key *key)
+{
+	__u32 src[4], mask[4];
+
+	__builtin_memcpy(src, pkt->flow.src, sizeof(src));
+	__builtin_memcpy(mask, conf->persist_mask, sizeof(mask));
+	src[0] &= mask[0];
+	src[1] &= mask[1];
+	src[2] &= mask[2];
+	src[3] &= mask[3];
+	__builtin_memcpy(key->src, src, sizeof(key->src));
+	key->svc_id = svc_id;
+}
+
+/* persisted returns the backend the client's template names when the template is younger than
+ * the persistence timeout and the backend may take new flows (up, weight above 0), else NULL. */
+static __always_inline struct backend_value *persisted(const struct persist_key *key,
+						       const struct svc_conf *conf, __u32 svc_id,
+						       __u32 *be_id, __u64 now)
+{
+	struct flow_value *tv = bpf_map_lookup_elem(&persist, key);
+	struct backend_value *be;
+	__u32 id;
+
+	if (!tv || older(now, tv->last_seen_ns, conf->persist_ns))
+		return NULL;
+	id = tv->backend;
+	be = bpf_map_lookup_elem(&backends, &id);
+	if (!be || !(be->flags & BE_F_NEW) || be->svc_id != svc_id)
+		return NULL;
+	tv->last_seen_ns = now;
+	*be_id = id;
+	return be;
+}
+
+/* refresh_persist keeps a persistent client's template alive while its flows carry traffic, as
+ * IPVS keeps a template while it controls connections, and restores one the LRU evicted. Flows
+ * call it about once a second (new_epoch). */
+static __always_inline void refresh_persist(const struct persist_key *key, __u32 be_id, __u64 now)
+{
+	struct flow_value *tv = bpf_map_lookup_elem(&persist, key);
+
+	if (!tv) {
+		struct flow_value nv = {.backend = be_id, .last_seen_ns = now};
+
+		bpf_map_update_elem(&persist, key, &nv, BPF_ANY);
+		return;
+	}
+	if (tv->backend == be_id)
+		tv->last_seen_ns = now;
+}
+
 /* select_backend picks a backend id for a new flow from the service's selection table; it returns
  * a reason to drop when it cannot. */
-static __always_inline int select_backend(const struct svc_value *svc, const struct packet *pkt,
-					  __u32 *be_id, enum lb_reason *reason)
+static __always_inline int select_backend(const struct svc_value *svc, const struct svc_conf *conf,
+					  const struct packet *pkt, __u32 *be_id,
+					  enum lb_reason *reason)
 {
 	__u32 slot = svc->sel_slot, idx, *cur, *id;
 	void *table;
@@ -152,16 +263,19 @@ static __always_inline int select_backend(const struct svc_value *svc, const str
 		idx = *cur % svc->sel_size;
 		*cur += 1;
 	} else {
+		const __u8 *addr = conf->hash == SVC_HASH_DST ? pkt->flow.dst : pkt->flow.src;
 		__u32 h;
 
 		if (pkt->flow.family == LB_AF_INET6) {
-			h = src_hash_v6(pkt->flow.src);
+			h = src_hash_v6(addr);
 		} else {
-			__be32 saddr;
+			__be32 a4;
 
-			__builtin_memcpy(&saddr, pkt->flow.src, sizeof(saddr));
-			h = src_hash_v4(saddr);
+			__builtin_memcpy(&a4, addr, sizeof(a4));
+			h = src_hash_v4(a4);
 		}
+		if (conf->hash == SVC_HASH_SRC_PORT)
+			h = port_hash(h, pkt->flow.sport);
 		idx = h % svc->sel_size;
 	}
 
@@ -327,12 +441,15 @@ int xdp_lb(struct xdp_md *ctx)
 	struct packet pkt = {};
 	struct svc_key sk = {};
 	struct svc_value svc, *svcp;
+	struct svc_conf *conf;
+	struct persist_key pk = {};
 	struct backend_value *be;
 	struct flow_value fv = {};
 	enum lb_reason reason;
 	enum flow_state state;
 	__u32 be_id = 0;
-	__u64 new_flow = 0;
+	__u64 new_flow = 0, now;
+	int epoch = 0;
 
 	if (parse_packet(data, data_end, &pkt, &reason) < 0)
 		return verdict(reason, XDP_PASS);
@@ -342,8 +459,13 @@ int xdp_lb(struct xdp_md *ctx)
 	sk.proto = pkt.flow.proto;
 	sk.family = pkt.flow.family;
 	svcp = bpf_map_lookup_elem(&services, &sk);
-	if (!svcp)
-		return reply_nat(ctx, &pkt);
+	if (!svcp) {
+		/* An all-ports service (virtual_server IP 0) takes the ports no service names. */
+		sk.port = 0;
+		svcp = bpf_map_lookup_elem(&services, &sk);
+		if (!svcp)
+			return reply_nat(ctx, &pkt);
+	}
 	svc = *svcp;
 
 	/* An ICMP error about a flow goes to the backend that sent the packet quoted in it, so
@@ -369,18 +491,39 @@ int xdp_lb(struct xdp_md *ctx)
 		return verdict(REDIRECT_DR, bpf_redirect(be->ifindex, 0));
 	}
 
-	be = pinned(&pkt, svc.id, &be_id, &state);
-	if (!be) {
-		if (select_backend(&svc, &pkt, &be_id, &reason) < 0)
-			return verdict(reason, XDP_DROP);
-		be = bpf_map_lookup_elem(&backends, &be_id);
-		/* The loader marks a backend up before listing it and down only after the table
-		 * that drops it is published, so this is a packet that read the old table just
-		 * before. */
-		if (!be || !(be->flags & BE_F_UP) || be->svc_id != svc.id)
-			return verdict(DROP_TABLE_MISS, XDP_DROP);
+	conf = bpf_map_lookup_elem(&svc_confs, &svc.id);
+	if (!conf)
+		return verdict(DROP_TABLE_MISS, XDP_DROP);
+	now = bpf_ktime_get_ns();
+	if (conf->persist_ns)
+		persist_key_of(&pkt, conf, svc.id, &pk);
+
+	be = pinned(&pkt, conf, svc.id, &be_id, &state, now, &epoch);
+	if (be) {
+		if (conf->persist_ns && epoch)
+			refresh_persist(&pk, be_id, now);
+	} else {
+		if (conf->persist_ns)
+			be = persisted(&pk, conf, svc.id, &be_id, now);
+		if (!be) {
+			if (select_backend(&svc, conf, &pkt, &be_id, &reason) < 0)
+				return verdict(reason, XDP_DROP);
+			be = bpf_map_lookup_elem(&backends, &be_id);
+			/* The loader marks a backend up before listing it and down only after the
+			 * table that drops it is published, so this is a packet that read the old
+			 * table just before. */
+			if (!be || !(be->flags & BE_F_UP) || be->svc_id != svc.id)
+				return verdict(DROP_TABLE_MISS, XDP_DROP);
+			if (conf->persist_ns) {
+				struct flow_value tv = {.backend = be_id, .last_seen_ns = now};
+
+				bpf_map_update_elem(&persist, &pk, &tv, BPF_ANY);
+			}
+		}
 		fv.backend = be_id;
-		fv.last_seen_ns = bpf_ktime_get_ns();
+		fv.last_seen_ns = now;
+		if (pkt.tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST))
+			fv.flags = FLOW_F_FIN;
 		/* A confirmed flow re-selected after its backend went stays confirmed; a new one
 		 * waits in unconfirmed for a second packet. */
 		if (state == FLOW_STALE_CONFIRMED)
@@ -397,7 +540,8 @@ int xdp_lb(struct xdp_md *ctx)
 		__u8 addr[16];
 
 		__builtin_memcpy(addr, be->addr, sizeof(addr));
-		return forward_nat(ctx, &pkt, 1, addr, be->port, svc.id, be_id, bytes, new_flow);
+		return forward_nat(ctx, &pkt, 1, addr, nat_port(&pkt, be), svc.id, be_id, bytes,
+				   new_flow);
 	}
 	rewrite_dr(pkt.eth, be);
 	count(&svc_stats, svc.id, bytes, new_flow);

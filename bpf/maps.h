@@ -75,6 +75,23 @@ struct {
 	__type(value, struct nat_value);
 } nat_unconfirmed SEC(".maps");
 
+/* Per-service settings by service id; written before the service entry that uses the id. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_SERVICES);
+	__type(key, __u32);
+	__type(value, struct svc_conf);
+} svc_confs SEC(".maps");
+
+/* Persistence templates (IPVS's): the backend a client of a persistent service was last sent to
+ * and when; a new connection of that client reuses it while it is younger than the timeout. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, PERSIST_TABLE_SIZE);
+	__type(key, struct persist_key);
+	__type(value, struct flow_value);
+} persist SEC(".maps");
+
 /* Round-robin cursor per service, per CPU so that it needs no atomics. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

@@ -53,7 +53,9 @@ struct packet {
 };
 
 /* TCP flag bits of the flags byte. */
+#define TCP_FLAG_FIN 0x01
 #define TCP_FLAG_SYN 0x02
+#define TCP_FLAG_RST 0x04
 #define TCP_FLAG_ACK 0x10
 
 /* parse_ipv4 checks the IPv4 header at ip, fills the addresses and returns the transport

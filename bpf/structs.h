@@ -87,14 +87,40 @@ struct flow_key {
 	__u8 pad[2];
 };
 
-/* Value of flows: the backend a connection is pinned to. */
+/* Value of flows: the backend a connection is pinned to. Also the value of persist: the backend a
+ * persistent client was last sent to. */
 struct flow_value {
 	/* Backend id. */
 	__u32 backend;
-	/* Unused, zero. */
-	__u32 pad;
+	/* enum flow_flags. */
+	__u32 flags;
 	/* bpf_ktime_get_ns of the last packet. */
 	__u64 last_seen_ns;
+};
+
+/* Value of svc_conf: a service's settings beyond its selection table, by service id. */
+struct svc_conf {
+	/* persistence_timeout in nanoseconds; 0: no persistence. */
+	__u64 persist_ns;
+	/* A flow silent longer than this is forgotten and its next packet scheduled afresh
+	 * (lvs_timeouts tcp or udp), in nanoseconds; 0: never. */
+	__u64 idle_ns;
+	/* TCP: the same after a FIN or RST (lvs_timeouts tcpfin); 0: idle_ns. */
+	__u64 fin_ns;
+	/* persistence_granularity as a mask ANDed with the client address, network order. */
+	__u8 persist_mask[16];
+	/* enum svc_hash. */
+	__u8 hash;
+	/* Unused, zero. */
+	__u8 pad[7];
+};
+
+/* Key of persist: a persistent service's client, its address masked by the granularity. */
+struct persist_key {
+	/* Client address AND svc_conf.persist_mask, network order. */
+	__u8 src[16];
+	/* Service id: each service (the port-0 one too) keeps its own templates. */
+	__u32 svc_id;
 };
 
 /* Value of svc_stats and be_stats: traffic forwarded, per CPU. */

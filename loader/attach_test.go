@@ -89,8 +89,8 @@ func TestAttachDetach(t *testing.T) {
 	var bv lbBackendValue
 	id := l.services[onVeth].backends[netip.AddrPortFrom(rs.Addr, 80)].id
 	must(t, l.objs.Backends.Lookup(id, &bv))
-	if got, want := macString(bv.Dmac), n.link(t, n.hRS, "rs0").Attrs().HardwareAddr.String(); got != want || bv.Flags != beFlagUp {
-		t.Errorf("backend dmac %s flags %d, want %s up", got, bv.Flags, want)
+	if got, want := macString(bv.Dmac), n.link(t, n.hRS, "rs0").Attrs().HardwareAddr.String(); got != want || bv.Flags != beFlagUp|beFlagNew {
+		t.Errorf("backend dmac %s flags %d, want %s up and taking new flows", got, bv.Flags, want)
 	}
 
 	n.in(t, n.lb, func() {

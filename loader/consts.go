@@ -28,6 +28,18 @@ const (
 	svcFlagRR = 1 << 0
 	// beFlagUp is BE_F_UP: the backend may carry flows.
 	beFlagUp = 1 << 0
+	// beFlagNew is BE_F_NEW: the backend may take new flows (persistence templates check it).
+	beFlagNew = 1 << 1
+	// hashSrc is SVC_HASH_SRC: hashing services hash the client address (sh, mh).
+	hashSrc = 0
+	// hashSrcPort is SVC_HASH_SRC_PORT: the client address and port (sh-port, mh-port).
+	hashSrcPort = 1
+	// hashDst is SVC_HASH_DST: the destination address (dh).
+	hashDst = 2
+	// flowFlagFin is FLOW_F_FIN: the flow saw a FIN or RST.
+	flowFlagFin = 1 << 0
+	// persistTableSize is PERSIST_TABLE_SIZE, the number of persistence templates kept.
+	persistTableSize = 65536
 	// methodDR is LB_METHOD_DR.
 	methodDR = 0
 	// methodTUN is LB_METHOD_TUN.

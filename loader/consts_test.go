@@ -40,6 +40,7 @@ func TestConstsMatchC(t *testing.T) {
 		"LB_HASH_SEED":           hashSeed,
 		"UNCONFIRMED_TABLE_SIZE": DefaultUnconfirmedTableSize,
 		"MAX_EXT_HDRS":           maxExtHdrs,
+		"PERSIST_TABLE_SIZE":     persistTableSize,
 	}
 	if diff := cmp.Diff(wantDefines, defines); diff != "" {
 		t.Errorf("#defines differ (-go +c):\n%s", diff)
@@ -57,14 +58,19 @@ func TestConstsMatchC(t *testing.T) {
 		enumVals[m[1]] = n
 	}
 	wantEnums := map[string]int64{
-		"LB_AF_INET":    afInet,
-		"LB_AF_INET6":   afInet6,
-		"SVC_F_RR":      svcFlagRR,
-		"BE_F_UP":       beFlagUp,
-		"LB_METHOD_DR":  methodDR,
-		"LB_METHOD_TUN": methodTUN,
-		"LB_METHOD_NAT": methodNAT,
-		"PASS_NOT_IP":   0,
+		"LB_AF_INET":        afInet,
+		"LB_AF_INET6":       afInet6,
+		"SVC_F_RR":          svcFlagRR,
+		"BE_F_UP":           beFlagUp,
+		"BE_F_NEW":          beFlagNew,
+		"SVC_HASH_SRC":      hashSrc,
+		"SVC_HASH_SRC_PORT": hashSrcPort,
+		"SVC_HASH_DST":      hashDst,
+		"FLOW_F_FIN":        flowFlagFin,
+		"LB_METHOD_DR":      methodDR,
+		"LB_METHOD_TUN":     methodTUN,
+		"LB_METHOD_NAT":     methodNAT,
+		"PASS_NOT_IP":       0,
 	}
 	if diff := cmp.Diff(wantEnums, enumVals); diff != "" {
 		t.Errorf("enum values differ (-go +c):\n%s", diff)

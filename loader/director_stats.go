@@ -9,9 +9,14 @@ import (
 
 var _ director.StatsReader = (*Loader)(nil)
 
-// TrafficStats implements director.StatsReader from the per-CPU counters.
+// TrafficStats implements director.StatsReader from the per-CPU counters and the flow tables
+// (ConnCounts).
 func (l *Loader) TrafficStats() (director.TrafficStats, error) {
 	st, err := l.Stats()
+	if err != nil {
+		return director.TrafficStats{}, err
+	}
+	conns, err := l.ConnCounts()
 	if err != nil {
 		return director.TrafficStats{}, err
 	}
@@ -24,12 +29,19 @@ func (l *Loader) TrafficStats() (director.TrafficStats, error) {
 		ts.Verdicts[strings.ToLower(r.String())] = n
 	}
 	for k, c := range st.Services {
-		ts.Services[k] = director.Counters(c)
+		sc := director.Counters{Packets: c.Packets, Bytes: c.Bytes, NewFlows: c.NewFlows}
+		for _, fc := range conns[k] {
+			sc.ActiveConns += uint64(fc.Active)
+			sc.InactConns += uint64(fc.Inactive)
+		}
+		ts.Services[k] = sc
 	}
 	for k, bes := range st.Backends {
 		m := make(map[netip.AddrPort]director.Counters, len(bes))
 		for ap, c := range bes {
-			m[ap] = director.Counters(c)
+			fc := conns[k][ap]
+			m[ap] = director.Counters{Packets: c.Packets, Bytes: c.Bytes, NewFlows: c.NewFlows,
+				ActiveConns: uint64(fc.Active), InactConns: uint64(fc.Inactive)}
 		}
 		ts.Backends[k] = m
 	}

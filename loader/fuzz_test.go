@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"testing"
+	"time"
 
 	"github.com/sluice-lb/sluice/test/packets"
 )
@@ -13,6 +14,7 @@ import (
 func FuzzProgram(f *testing.F) {
 	f.Add(tcpTo(1000))
 	f.Add(udpTo(53))
+	f.Add(udpTo(5000))
 	f.Add(tcpTo(1000, func(o *packets.Options) { o.IPOptions = make([]byte, 40) }))
 	f.Add(tcpTo(1000, func(o *packets.Options) { o.MF = true }))
 	f.Add(packets.VLAN(tcpTo(1000), 7))
@@ -30,6 +32,8 @@ func FuzzProgram(f *testing.F) {
 		svc(tcp80, "mh", be(beA, 1, true), be(beB, 1, true)),
 		svc(udp53, "rr", be(beR, 1, true)),
 		svc(tcp6, "mh", be6(beA6, 1, true), be6(beB6, 1, true)),
+		// Persistence and the all-ports lookup, on a port no seed uses exactly.
+		persistent(svc(udpAll, "sh", be(beA, 1, true), be(beB, 1, true)), time.Minute, 24),
 	)); err != nil {
 		f.Fatal(err)
 	}

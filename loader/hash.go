@@ -24,6 +24,18 @@ func SourceHash(client netip.Addr) uint32 {
 		binary.BigEndian.Uint32(a[8:]), binary.BigEndian.Uint32(a[12:]), hashSeed)
 }
 
+// SourcePortHash is the hash of a client address and port that sh-port and mh-port services
+// index their selection table with: the kernel's jhash_2words of SourceHash(client) and the port.
+func SourcePortHash(client netip.Addr, port uint16) uint32 {
+	return jhash2Words(SourceHash(client), uint32(port), hashSeed)
+}
+
+// jhash2Words is the kernel's jhash_2words.
+func jhash2Words(a, b, initval uint32) uint32 {
+	initval += jhashInitval + 2<<2
+	return jhashFinal(a+initval, b+initval, initval)
+}
+
 // jhash4Words is the kernel's jhash2 of four words.
 func jhash4Words(w0, w1, w2, w3, initval uint32) uint32 {
 	a := jhashInitval + 4<<2 + initval

@@ -43,7 +43,7 @@ type lbFlowKey struct {
 type lbFlowValue struct {
 	_          structs.HostLayout
 	Backend    uint32
-	Pad        uint32
+	Flags      uint32
 	LastSeenNs uint64
 }
 
@@ -60,6 +60,22 @@ type lbNatValue struct {
 	Vport   uint16
 	Pad     [2]uint8
 	Backend uint32
+}
+
+type lbPersistKey struct {
+	_     structs.HostLayout
+	Src   [16]uint8
+	SvcId uint32
+}
+
+type lbSvcConf struct {
+	_           structs.HostLayout
+	PersistNs   uint64
+	IdleNs      uint64
+	FinNs       uint64
+	PersistMask [16]uint8
+	Hash        uint8
+	Pad         [7]uint8
 }
 
 type lbSvcKey struct {
@@ -87,10 +103,12 @@ const (
 	lbMapFlows          = "flows"
 	lbMapNatFlows       = "nat_flows"
 	lbMapNatUnconfirmed = "nat_unconfirmed"
+	lbMapPersist        = "persist"
 	lbMapReasonStats    = "reason_stats"
 	lbMapRrPos          = "rr_pos"
 	lbMapSelTables      = "sel_tables"
 	lbMapServices       = "services"
+	lbMapSvcConfs       = "svc_confs"
 	lbMapSvcStats       = "svc_stats"
 	lbMapUnconfirmed    = "unconfirmed"
 	lbProgXdpLb         = "xdp_lb"
@@ -150,10 +168,12 @@ type lbMapSpecs struct {
 	Flows          *ebpf.MapSpec `ebpf:"flows"`
 	NatFlows       *ebpf.MapSpec `ebpf:"nat_flows"`
 	NatUnconfirmed *ebpf.MapSpec `ebpf:"nat_unconfirmed"`
+	Persist        *ebpf.MapSpec `ebpf:"persist"`
 	ReasonStats    *ebpf.MapSpec `ebpf:"reason_stats"`
 	RrPos          *ebpf.MapSpec `ebpf:"rr_pos"`
 	SelTables      *ebpf.MapSpec `ebpf:"sel_tables"`
 	Services       *ebpf.MapSpec `ebpf:"services"`
+	SvcConfs       *ebpf.MapSpec `ebpf:"svc_confs"`
 	SvcStats       *ebpf.MapSpec `ebpf:"svc_stats"`
 	Unconfirmed    *ebpf.MapSpec `ebpf:"unconfirmed"`
 }
@@ -189,10 +209,12 @@ type lbMaps struct {
 	Flows          *ebpf.Map `ebpf:"flows"`
 	NatFlows       *ebpf.Map `ebpf:"nat_flows"`
 	NatUnconfirmed *ebpf.Map `ebpf:"nat_unconfirmed"`
+	Persist        *ebpf.Map `ebpf:"persist"`
 	ReasonStats    *ebpf.Map `ebpf:"reason_stats"`
 	RrPos          *ebpf.Map `ebpf:"rr_pos"`
 	SelTables      *ebpf.Map `ebpf:"sel_tables"`
 	Services       *ebpf.Map `ebpf:"services"`
+	SvcConfs       *ebpf.Map `ebpf:"svc_confs"`
 	SvcStats       *ebpf.Map `ebpf:"svc_stats"`
 	Unconfirmed    *ebpf.Map `ebpf:"unconfirmed"`
 }
@@ -204,10 +226,12 @@ func (m *lbMaps) Close() error {
 		m.Flows,
 		m.NatFlows,
 		m.NatUnconfirmed,
+		m.Persist,
 		m.ReasonStats,
 		m.RrPos,
 		m.SelTables,
 		m.Services,
+		m.SvcConfs,
 		m.SvcStats,
 		m.Unconfirmed,
 	)

@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -45,6 +46,17 @@ type Options struct {
 	UnconfirmedTableSize uint32
 	// NoAttach loads the program and writes maps but attaches nothing, for tests.
 	NoAttach bool
+	// PinDir is the bpffs directory for the maps and XDP links (PinPath(instance) in the
+	// daemon), so that forwarding outlives the process; "" pins nothing. New adopts what a
+	// previous process left there: compatible maps keep their contents and pinned links get
+	// the new program by an atomic update. When bpffs cannot be mounted New logs a warning and
+	// pins nothing.
+	PinDir string
+	// KeepOnClose makes Close leave the pinned maps and links in place, still forwarding
+	// (keepalived's --dont-release-ipvs); otherwise Close detaches and removes everything.
+	KeepOnClose bool
+	// Generic attaches in generic (SKB) mode everywhere instead of trying native mode first.
+	Generic bool
 }
 
 // Loader is the XDP implementation of director.Dataplane.
@@ -69,6 +81,9 @@ type Loader struct {
 	tunErrs  map[netip.Addr]string  // last Route error logged per backend address
 	lastHops map[netip.Addr]NextHop // next hops in use, kept through failed refreshes
 	writes   int                    // map writes made, so tests can check Apply writes only deltas
+	life     *lifecycle             // pinning and attach modes (pin.go)
+	timeouts director.Timeouts      // of the snapshot being applied
+	conns    connWatch              // connection counts and the tables built from them (conns.go)
 }
 
 // service is what Loader last wrote for a service.
@@ -76,6 +91,8 @@ type service struct {
 	key      director.ServiceKey
 	val      lbSvcValue
 	written  bool // val is in the services map
+	conf     lbSvcConf
+	confOK   bool // conf is in the svc_confs map
 	hasTable bool
 	sched    string
 	table    []sched.Backend // eligible backends the current table was built from
@@ -132,13 +149,46 @@ func New(opts Options) (*Loader, error) {
 	if l.res == nil {
 		l.res = NetlinkResolver{}
 	}
-	// LoadAndAssign releases whatever it created when it fails.
-	if err := spec.LoadAndAssign(&l.objs, nil); err != nil {
+	l.life = &lifecycle{keep: opts.KeepOnClose, generic: opts.Generic, modes: map[int]Attachment{}}
+	var reuse map[string]*ebpf.Map
+	if opts.PinDir != "" {
+		dir, err := pinLocation(opts.PinDir, l.log)
+		if err != nil {
+			l.log.Warn("cannot pin the data plane: forwarding will stop with this process", "dir", opts.PinDir, "err", err)
+		} else if reuse, err = l.life.openPins(dir, spec, l.log); err != nil {
+			return nil, errors.Join(err, l.life.release(false))
+		}
+	}
+	// LoadAndAssign uses clones of the maps it reuses, and releases whatever it created when
+	// it fails.
+	err = spec.LoadAndAssign(&l.objs, &ebpf.CollectionOptions{MapReplacements: reuse})
+	for _, m := range reuse {
+		m.Close()
+	}
+	if err != nil {
+		l.life.release(false)
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
 			return nil, fmt.Errorf("load xdp program: %+v", ve)
 		}
 		return nil, fmt.Errorf("load xdp program: %w", err)
+	}
+	if l.life.dir == "" {
+		return l, nil
+	}
+	err = l.pinMaps(reuse)
+	if err == nil && l.life.adopted {
+		if err = l.adoptState(); err == nil {
+			err = l.adoptLinks()
+		}
+	}
+	if err != nil {
+		// Links taken over stay pinned, and attached: a failed start must not stop forwarding.
+		for _, lk := range l.links {
+			lk.Close()
+		}
+		l.objs.Close()
+		return nil, errors.Join(fmt.Errorf("pin data plane in %s: %w", l.life.dir, err), l.life.release(!l.life.adopted))
 	}
 	return l, nil
 }
@@ -148,15 +198,26 @@ func (l *Loader) Program() *ebpf.Program { return l.objs.XdpLb }
 
 // Close detaches the program from every interface and releases the maps.
 func (l *Loader) Close() error {
+	l.stopConns()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
 		return nil
 	}
 	l.closed = true
+	keep := l.life.keep && l.life.dir != ""
+	if l.life.keep && !keep {
+		l.log.Warn("nothing is pinned, so the data plane stops with this process")
+	}
 	var errs []error
 	for ifindex, lk := range l.links {
-		if err := lk.Close(); err != nil {
+		var err error
+		if keep {
+			err = lk.Close() // the pin keeps it attached
+		} else {
+			err = l.detachLink(ifindex, lk)
+		}
+		if err != nil {
 			errs = append(errs, fmt.Errorf("detach xdp from ifindex %d: %w", ifindex, err))
 		}
 		delete(l.links, ifindex)
@@ -164,6 +225,10 @@ func (l *Loader) Close() error {
 	if err := l.objs.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close xdp objects: %w", err))
 	}
+	if keep {
+		l.log.Info("leaving the data plane forwarding; the next start takes it over", "dir", l.life.dir)
+	}
+	errs = append(errs, l.life.release(!keep))
 	return errors.Join(errs...)
 }
 
@@ -196,13 +261,16 @@ func (l *Loader) Apply(ctx context.Context, s director.Snapshot) error {
 		order = append(order, svc)
 	}
 
+	l.timeouts = s.Timeouts
 	routes := l.resolveRoutes(ctx, order)
 	if !l.noAttach {
 		errs = append(errs, l.syncAttachments(order, routes)...)
 	}
 	hops := l.resolveNextHops(ctx, order)
 
-	// Removing first frees ids and slots for the services added below.
+	// Adding before removing leaves no gap when a new service takes over the traffic of one
+	// removed (port 80 replaced by an all-ports service). Removing frees ids and slots, so a
+	// service that failed is tried once more after it.
 	var gone []director.ServiceKey
 	for key := range l.services {
 		if _, ok := want[key]; !ok {
@@ -210,13 +278,26 @@ func (l *Loader) Apply(ctx context.Context, s director.Snapshot) error {
 		}
 	}
 	slices.SortFunc(gone, compareKeys)
+	failed := map[director.ServiceKey]error{}
+	for _, svc := range order {
+		if err := l.syncService(svc, hops, routes); err != nil {
+			failed[svc.Key] = err
+		}
+	}
 	for _, key := range gone {
 		if err := l.removeService(l.services[key]); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	for _, svc := range order {
-		if err := l.syncService(svc, hops, routes); err != nil {
+		err, ok := failed[svc.Key]
+		if !ok {
+			continue
+		}
+		if len(gone) > 0 && !onlyUnsupported(err) {
+			err = l.syncService(svc, hops, routes)
+		}
+		if err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -231,6 +312,7 @@ func compareKeys(a, b director.ServiceKey) int {
 // real server (whose replies it translates back) and detaches it from the others. A VIP on no
 // interface is normal on a VRRP backup, so it is logged, not an error.
 func (l *Loader) syncAttachments(order []*director.Service, routes map[netip.Addr]Route) []error {
+	l.claimAdopted(order)
 	need := map[int]string{}
 	for _, svc := range order {
 		for _, b := range svc.Backends {
@@ -261,20 +343,26 @@ func (l *Loader) syncAttachments(order []*director.Service, routes map[netip.Add
 	var errs []error
 	for ifindex, name := range need {
 		if _, ok := l.links[ifindex]; ok {
+			if a := l.life.modes[ifindex]; a.Name != name {
+				a.Name = name
+				l.life.modes[ifindex] = a
+			}
 			continue
 		}
-		lk, err := l.attach(ifindex, name)
+		lk, a, err := l.attach(ifindex, name)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
+		l.pinLink(lk, a)
 		l.links[ifindex] = lk
+		l.life.modes[ifindex] = a
 	}
 	for ifindex, lk := range l.links {
 		if _, ok := need[ifindex]; ok {
 			continue
 		}
-		if err := lk.Close(); err != nil {
+		if err := l.detachLink(ifindex, lk); err != nil {
 			errs = append(errs, fmt.Errorf("detach xdp from ifindex %d: %w", ifindex, err))
 			continue
 		}
@@ -284,19 +372,36 @@ func (l *Loader) syncAttachments(order []*director.Service, routes map[netip.Add
 	return errs
 }
 
-// attach attaches in native mode, falling back to generic mode for drivers without XDP support.
-func (l *Loader) attach(ifindex int, name string) (link.Link, error) {
-	lk, err := link.AttachXDP(link.XDPOptions{Program: l.objs.XdpLb, Interface: ifindex, Flags: link.XDPDriverMode})
-	if err == nil {
-		l.log.Info("attached XDP", "interface", name, "mode", "native")
-		return lk, nil
+// attach attaches in native mode, falling back to generic mode for drivers without XDP support
+// with one log line saying why; Options.Generic skips native mode.
+func (l *Loader) attach(ifindex int, name string) (link.Link, Attachment, error) {
+	a := Attachment{Ifindex: ifindex, Name: name, Mode: ModeGeneric}
+	var err error
+	if l.life.generic {
+		a.Reason = "--dataplane xdp-generic"
+	} else {
+		lk, nerr := link.AttachXDP(link.XDPOptions{Program: l.objs.XdpLb, Interface: ifindex, Flags: link.XDPDriverMode})
+		if nerr == nil {
+			a.Mode = ModeNative
+			l.log.Info("attached XDP", "interface", name, "mode", a.Mode)
+			return lk, a, nil
+		}
+		err = nerr
+		a.Reason = "native XDP failed: " + nerr.Error()
 	}
 	lk, gerr := link.AttachXDP(link.XDPOptions{Program: l.objs.XdpLb, Interface: ifindex, Flags: link.XDPGenericMode})
 	if gerr != nil {
-		return nil, fmt.Errorf("attach xdp to %s: native: %v; generic: %w", name, err, gerr)
+		if err != nil {
+			return nil, a, fmt.Errorf("attach xdp to %s: native: %v; generic: %w", name, err, gerr)
+		}
+		return nil, a, fmt.Errorf("attach generic xdp to %s: %w", name, gerr)
 	}
-	l.log.Warn("attached XDP in generic mode, which is slow", "interface", name, "native_err", err)
-	return lk, nil
+	if err != nil {
+		l.log.Warn("attached XDP in generic mode, which is slow: native XDP failed", "interface", name, "native_err", err)
+	} else {
+		l.log.Info("attached XDP", "interface", name, "mode", a.Mode, "reason", a.Reason)
+	}
+	return lk, a, nil
 }
 
 // resolveNextHops resolves every address of a backend that could carry traffic. A backend that
@@ -561,6 +666,7 @@ func (l *Loader) syncService(svc *director.Service, hops map[netip.Addr]NextHop,
 			val.Flags = beFlagUp
 		}
 		if usable && b.Eligible() {
+			val.Flags |= beFlagNew
 			eligible = append(eligible, sched.Backend{ID: bs.id, Key: ap.String(), Weight: b.Weight})
 		}
 		if !fresh && val == bs.val {
@@ -576,6 +682,15 @@ func (l *Loader) syncService(svc *director.Service, hops map[netip.Addr]NextHop,
 			continue
 		}
 		bs.val = val
+	}
+
+	// The settings go in before syncTable publishes a new service entry that uses them.
+	if conf := l.svcConf(svc); conf != st.conf || !st.confOK {
+		if err := l.put(l.objs.SvcConfs, id, &conf); err != nil {
+			errs = append(errs, fmt.Errorf("write settings of %s: %w", svc.Key, err))
+		} else {
+			st.conf, st.confOK = conf, true
+		}
 	}
 
 	if err := l.syncTable(st, svc.Scheduler, eligible); err != nil {
@@ -612,18 +727,32 @@ func (l *Loader) syncTable(st *service, algo string, eligible []sched.Backend) e
 	}
 	val := lbSvcValue{Id: st.val.Id, Flags: flags}
 	rebuild := algo != st.sched || !slices.Equal(eligible, st.table)
-	if rebuild && table != algo {
+	// Connection-count schedulers also rebuild when the live counts change the table.
+	conn := sched.IsConnAlgo(algo)
+	var ids []uint32
+	if conn {
+		var cur []uint32
+		var err error
+		ids, cur, err = l.connTable(st, algo, eligible)
+		if err != nil {
+			return fmt.Errorf("build %s table for %s: %w", algo, st.key, err)
+		}
+		rebuild = rebuild || !slices.Equal(ids, cur)
+	} else if rebuild && table == "wrr" && algo != "wrr" && algo != "rr" {
 		l.log.Warn("scheduler has no XDP table; using a stand-in", "service", st.key, "lb_algo", algo, "table", table)
 	}
 	if !rebuild {
 		val.SelSlot, val.SelSize = st.val.SelSlot, st.val.SelSize
-	} else if len(eligible) > 0 {
-		ids, err := sched.Table(table, eligible, 0)
-		if err == nil && len(ids) == 0 {
-			err = errors.New("empty table")
-		}
-		if err != nil {
-			return fmt.Errorf("build %s table for %s: %w", table, st.key, err)
+	} else if len(eligible) > 0 && (!conn || len(ids) > 0) {
+		if !conn {
+			var err error
+			ids, err = sched.Table(table, eligible, 0)
+			if err == nil && len(ids) == 0 {
+				err = errors.New("empty table")
+			}
+			if err != nil {
+				return fmt.Errorf("build %s table for %s: %w", table, st.key, err)
+			}
 		}
 		slot, err := l.newTable(ids)
 		if err != nil {
@@ -648,20 +777,92 @@ func (l *Loader) syncTable(st *service, algo string, eligible []sched.Backend) e
 		st.hasTable = val.SelSize > 0
 		st.sched = algo
 		st.table = eligible
+		if conn {
+			l.connTableWritten(st.key, ids)
+		}
 	}
 	st.val = val
 	st.written = true
 	return nil
 }
 
-// tableAlgo is the table-building algorithm standing in for a keepalived lb_algo. The data path
-// keeps no connection counts, so least-connection schedulers become weighted round robin, which
-// they equal under even load; source hashing (sh) becomes Maglev over the source.
+// onlyUnsupported reports whether every error joined in err is an ErrUnsupported, which no
+// retry fixes.
+func onlyUnsupported(err error) bool {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			if !onlyUnsupported(e) {
+				return false
+			}
+		}
+		return true
+	}
+	return errors.Is(err, ErrUnsupported)
+}
+
+// Flow idle timeouts when the snapshot leaves them zero: IPVS's defaults.
+const (
+	defaultTCPTimeout    = 900 * time.Second
+	defaultTCPFinTimeout = 120 * time.Second
+	defaultUDPTimeout    = 300 * time.Second
+)
+
+// svcConf is the svc_confs value of svc: persistence, flow idle timeouts and hash input.
+func (l *Loader) svcConf(svc *director.Service) lbSvcConf {
+	var c lbSvcConf
+	if svc.Persistence > 0 {
+		c.PersistNs = uint64(svc.Persistence.Nanoseconds())
+		c.PersistMask = persistMask(svc.Key.VIP.Is4(), svc.PersistencePrefix)
+	}
+	if svc.Key.Proto == director.UDP {
+		c.IdleNs = uint64(cmp.Or(l.timeouts.UDP, defaultUDPTimeout).Nanoseconds())
+	} else {
+		c.IdleNs = uint64(cmp.Or(l.timeouts.TCP, defaultTCPTimeout).Nanoseconds())
+		c.FinNs = uint64(cmp.Or(l.timeouts.TCPFin, defaultTCPFinTimeout).Nanoseconds())
+	}
+	c.Hash = hashInput(svc.Scheduler, svc.SchedFlags)
+	return c
+}
+
+// hashInput is what a hashing scheduler hashes (enum svc_hash): the destination for dh, the
+// client address and port for sh and mh with sh-port / mh-port, else the client address.
+func hashInput(algo string, flags director.SchedFlags) uint8 {
+	switch {
+	case algo == "dh":
+		return hashDst
+	case (algo == "sh" || algo == "mh") && flags&director.SchedPort != 0:
+		return hashSrcPort
+	}
+	return hashSrc
+}
+
+// persistMask is persistence_granularity prefix bits as a mask of a client address in the maps'
+// 16-byte form; 0 or a prefix beyond the family's length means the whole address.
+func persistMask(v4 bool, prefix int) [16]uint8 {
+	n := 128
+	if v4 {
+		n = 32
+	}
+	if prefix <= 0 || prefix > n {
+		prefix = n
+	}
+	var m [16]uint8
+	for i := 0; i < prefix; i++ {
+		m[i/8] |= 0x80 >> (i % 8)
+	}
+	return m
+}
+
+// tableAlgo is the table-building algorithm standing in for a keepalived lb_algo. Source
+// hashing (sh) and destination hashing (dh) become Maglev tables (the program hashes the
+// source or the destination); the connection-count schedulers (lc, wlc, sed,
+// nq, fo, ovf, lblc, lblcr) have tables of their own, rebuilt from live flow counts (conns.go);
+// any other becomes weighted round robin.
 func tableAlgo(algo string) string {
-	switch algo {
-	case "rr", "wrr", "mh":
+	switch {
+	case algo == "rr", algo == "wrr", algo == "mh", sched.IsConnAlgo(algo):
 		return algo
-	case "sh":
+	case algo == "sh", algo == "dh":
 		return "mh"
 	}
 	return "wrr"

@@ -164,6 +164,17 @@ func TestGoldenNAT(t *testing.T) {
 			reply(udp(rsMAC, lbMAC, rs6, client6, rsPort, 5353, []byte{8, 7}, false),
 				udp(lbMAC, gwMAC, vip6, client6, 53, 5353, []byte{8, 7}, false), ReasonTxNATReply),
 		}},
+		// keepalived's all-ports service: real servers of port 0 take the port asked for.
+		{"port-0 service and real server keep the port both ways", []step{
+			with(fwd(tcp(cliMAC, cliIn, client, vip, 1000, 8443, packets.SYN), tcp(lbMAC, rsMAC, client, rs, 1000, 8443, packets.SYN),
+				ReasonRedirectNAT, tcpAll, rs, true), func(s *step) { s.setup = snap(persistent(svc(tcpAll, "rr", natBe(rs, 0)), 60e9, 0)) }),
+			reply(tcp(rsMAC, lbMAC, rs, client, 8443, 1000, packets.SYN|packets.ACK),
+				tcp(lbMAC, gwMAC, vip, client, 8443, 1000, packets.SYN|packets.ACK), ReasonTxNATReply),
+			fwd(tcp(cliMAC, cliIn, client, vip, 1001, 22, packets.SYN), tcp(lbMAC, rsMAC, client, rs, 1001, 22, packets.SYN),
+				ReasonRedirectNAT, tcpAll, rs, true),
+			reply(tcp(rsMAC, lbMAC, rs, client, 22, 1001, packets.SYN|packets.ACK),
+				tcp(lbMAC, gwMAC, vip, client, 22, 1001, packets.SYN|packets.ACK), ReasonTxNATReply),
+		}},
 		{"reply of no flow passes untouched", []step{{
 			setup: natSvc(tcp80, rs), ingress: uint32(lb0.Index),
 			in:          tcp(rsMAC, lbMAC, rs, client, rsPort, 1001, packets.SYN|packets.ACK),

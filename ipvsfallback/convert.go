@@ -1,9 +1,11 @@
 package ipvsfallback
 
 import (
+	"encoding/binary"
 	"fmt"
 	"net"
 	"net/netip"
+	"time"
 
 	"github.com/moby/ipvs"
 	"golang.org/x/sys/unix"
@@ -33,7 +35,7 @@ func desired(svc director.Service) (*service, error) {
 	if !validScheduler(sched) {
 		return nil, fmt.Errorf("unknown scheduler %q (IPVS has %v)", sched, Schedulers)
 	}
-	s := &service{sched: sched, dests: make(map[destKey]dest, len(svc.Backends))}
+	s := &service{sched: sched, persist: persistenceFor(svc), dests: make(map[destKey]dest, len(svc.Backends))}
 	for _, b := range svc.Backends {
 		k := destKey{b.Addr.Unmap(), b.Port}
 		if !k.addr.IsValid() {
@@ -79,6 +81,66 @@ func ipvsService(k director.ServiceKey, sched string) *ipvs.Service {
 		s.AddressFamily, s.Netmask = unix.AF_INET, 0xffffffff
 	} else {
 		s.AddressFamily, s.Netmask = unix.AF_INET6, 128
+	}
+	return s
+}
+
+// IPVS service flags (IP_VS_SVC_F_*) Sluice sets; the kernel adds others (HASHED) of its own.
+const (
+	svcFlagPersistent = 0x0001
+	svcFlagSched1     = 0x0008 // sh-fallback, mh-fallback
+	svcFlagSched2     = 0x0010 // sh-port, mh-port
+	svcFlagsOwned     = svcFlagPersistent | svcFlagSched1 | svcFlagSched2
+)
+
+// persistenceFor is what IPVS should hold for svc's persistence_timeout, persistence_granularity
+// and scheduler flags. The netmask matters only with persistence; it is zero without.
+func persistenceFor(svc director.Service) persistence {
+	var p persistence
+	v4 := svc.Key.VIP.Unmap().Is4()
+	if svc.SchedFlags&director.SchedFallback != 0 {
+		p.flags |= svcFlagSched1
+	}
+	if svc.SchedFlags&director.SchedPort != 0 {
+		p.flags |= svcFlagSched2
+	}
+	if svc.Persistence <= 0 {
+		return p
+	}
+	bits := 128
+	if v4 {
+		bits = 32
+	}
+	p.flags |= svcFlagPersistent
+	p.timeout = uint32(max(svc.Persistence.Round(time.Second)/time.Second, 1))
+	if svc.PersistencePrefix > 0 && svc.PersistencePrefix < bits {
+		bits = svc.PersistencePrefix
+	}
+	if v4 {
+		var m [4]byte
+		binary.BigEndian.PutUint32(m[:], ^uint32(0)<<(32-bits))
+		p.netmask = binary.NativeEndian.Uint32(m[:])
+	} else {
+		p.netmask = uint32(bits)
+	}
+	return p
+}
+
+// persistenceOf is the persistence a kernel service holds.
+func persistenceOf(s *ipvs.Service) persistence {
+	p := persistence{flags: s.Flags & svcFlagsOwned}
+	if p.flags&svcFlagPersistent != 0 {
+		p.timeout, p.netmask = s.Timeout, s.Netmask
+	}
+	return p
+}
+
+// ipvsServiceOf is the netlink form of service k as want describes it.
+func ipvsServiceOf(k director.ServiceKey, want *service) *ipvs.Service {
+	s := ipvsService(k, want.sched)
+	s.Flags, s.Timeout = want.persist.flags, want.persist.timeout
+	if want.persist.flags&svcFlagPersistent != 0 {
+		s.Netmask = want.persist.netmask
 	}
 	return s
 }

@@ -122,7 +122,7 @@ func (f *fakeIPVS) GetDestinations(s *ipvs.Service) ([]*ipvs.Destination, error)
 func (f *fakeIPVS) NewService(s *ipvs.Service) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if err := f.write(fmt.Sprintf("NewService %s %s af=%d mask=%#x", svcID(s), s.SchedName, s.AddressFamily, s.Netmask)); err != nil {
+	if err := f.write(fmt.Sprintf("NewService %s %s af=%d mask=%#x%s", svcID(s), s.SchedName, s.AddressFamily, s.Netmask, persistCall(s))); err != nil {
 		return err
 	}
 	if f.find(s) != nil {
@@ -135,14 +135,14 @@ func (f *fakeIPVS) NewService(s *ipvs.Service) error {
 func (f *fakeIPVS) UpdateService(s *ipvs.Service) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if err := f.write(fmt.Sprintf("UpdateService %s %s", svcID(s), s.SchedName)); err != nil {
+	if err := f.write(fmt.Sprintf("UpdateService %s %s%s", svcID(s), s.SchedName, persistCall(s))); err != nil {
 		return err
 	}
 	fs := f.find(s)
 	if fs == nil {
 		return syscall.ESRCH
 	}
-	fs.s.SchedName, fs.s.Flags = s.SchedName, s.Flags
+	fs.s.SchedName, fs.s.Flags, fs.s.Timeout, fs.s.Netmask = s.SchedName, s.Flags, s.Timeout, s.Netmask
 	return nil
 }
 
@@ -221,6 +221,20 @@ func (f *fakeIPVS) DelDestination(s *ipvs.Service, d *ipvs.Destination) error {
 	}
 	fs.dests = slices.Delete(fs.dests, i, i+1)
 	return nil
+}
+
+// persistCall describes a service's flags, persistence timeout and netmask when it has any.
+func persistCall(s *ipvs.Service) string {
+	if s.Flags == 0 && s.Timeout == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" flags=%#x timeout=%d mask=%#x", s.Flags, s.Timeout, s.Netmask)
+}
+
+func (f *fakeIPVS) SetConfig(c *ipvs.Config) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.write(fmt.Sprintf("SetConfig tcp=%v tcpfin=%v udp=%v", c.TimeoutTCP, c.TimeoutTCPFin, c.TimeoutUDP))
 }
 
 func (f *fakeIPVS) Close() {

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/moby/ipvs"
 	"github.com/vishvananda/netlink"
@@ -43,6 +44,7 @@ type Handle interface {
 	NewDestination(s *ipvs.Service, d *ipvs.Destination) error
 	UpdateDestination(s *ipvs.Service, d *ipvs.Destination) error
 	DelDestination(s *ipvs.Service, d *ipvs.Destination) error
+	SetConfig(c *ipvs.Config) error
 	Close()
 }
 
@@ -71,12 +73,22 @@ type Dataplane struct {
 	// failed write left applied uncertain.
 	resync bool
 	closed bool
+	// timeouts are the lvs_timeouts last set; zero fields leave the kernel's.
+	timeouts director.Timeouts
 }
 
 // service is the programmed state of one virtual service.
 type service struct {
-	sched string
-	dests map[destKey]dest
+	sched   string
+	persist persistence
+	dests   map[destKey]dest
+}
+
+// persistence is a service's persistence and scheduler flags as IPVS holds them.
+type persistence struct {
+	flags   uint32 // svcFlagPersistent, svcFlagSched1, svcFlagSched2
+	timeout uint32 // seconds
+	netmask uint32 // IPv4: the mask as the kernel's be32; IPv6: the prefix length
 }
 
 type destKey struct {
@@ -200,6 +212,16 @@ func (d *Dataplane) Apply(ctx context.Context, s director.Snapshot) error {
 		}
 		errs = append(errs, d.syncService(k, want[k])...)
 	}
+	if s.Timeouts != d.timeouts {
+		// IPVS leaves a timeout of zero as it is, which is lvs_timeouts' "default" too.
+		c := &ipvs.Config{TimeoutTCP: s.Timeouts.TCP, TimeoutTCPFin: s.Timeouts.TCPFin, TimeoutUDP: s.Timeouts.UDP}
+		if err := d.h.SetConfig(c); err != nil {
+			errs = append(errs, fmt.Errorf("set ipvs timeouts: %w", err))
+		} else {
+			d.timeouts = s.Timeouts
+			d.log.Info("ipvs: timeouts set", "tcp", s.Timeouts.TCP, "tcpfin", s.Timeouts.TCPFin, "udp", s.Timeouts.UDP)
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -218,18 +240,19 @@ func (d *Dataplane) failed(err error) error {
 func (d *Dataplane) syncService(k director.ServiceKey, want *service) []error {
 	have, ok := d.applied[k]
 	if !ok {
-		if err := d.h.NewService(ipvsService(k, want.sched)); err != nil {
+		if err := d.h.NewService(ipvsServiceOf(k, want)); err != nil {
 			return []error{d.failed(fmt.Errorf("add service %s: %w", k, err))}
 		}
-		have = &service{sched: want.sched, dests: make(map[destKey]dest)}
+		have = &service{sched: want.sched, persist: want.persist, dests: make(map[destKey]dest)}
 		d.applied[k] = have
 		d.log.Info("ipvs: service added", "service", k, "scheduler", want.sched)
-	} else if have.sched != want.sched {
-		if err := d.h.UpdateService(ipvsService(k, want.sched)); err != nil {
+	} else if have.sched != want.sched || have.persist != want.persist {
+		if err := d.h.UpdateService(ipvsServiceOf(k, want)); err != nil {
 			return []error{d.failed(fmt.Errorf("set scheduler of service %s to %s: %w", k, want.sched, err))}
 		}
-		d.log.Info("ipvs: scheduler changed", "service", k, "from", have.sched, "to", want.sched)
-		have.sched = want.sched
+		d.log.Info("ipvs: scheduler changed", "service", k, "from", have.sched, "to", want.sched,
+			"persistence", time.Duration(want.persist.timeout)*time.Second)
+		have.sched, have.persist = want.sched, want.persist
 	}
 
 	var errs []error
@@ -289,7 +312,7 @@ func (d *Dataplane) read(keys []director.ServiceKey) (map[director.ServiceKey]*s
 		if !ok || !wanted[k] {
 			continue
 		}
-		s := &service{sched: is.SchedName, dests: make(map[destKey]dest)}
+		s := &service{sched: is.SchedName, persist: persistenceOf(is), dests: make(map[destKey]dest)}
 		ids, err := d.h.GetDestinations(is)
 		if err != nil {
 			return nil, fmt.Errorf("list real servers of %s: %w", k, err)

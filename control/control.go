@@ -29,6 +29,10 @@ const (
 	CmdStatus = "status"
 	CmdReload = "reload"
 	CmdPlan   = "plan"
+	// CmdExplain says what the data plane does with a packet of the flow Proto Src -> Dst.
+	CmdExplain = "explain"
+	// CmdRates is a status whose services and real servers carry Rates (sluice list --rate).
+	CmdRates = "rates"
 )
 
 // Request is one call.
@@ -36,6 +40,17 @@ type Request struct {
 	Command string `json:"command"`
 	// File is the configuration a plan compares with the running one (an absolute path).
 	File string `json:"file,omitempty"`
+	// Proto ("tcp" or "udp"), Src and Dst name the flow an explain call asks about.
+	Proto string         `json:"proto,omitempty"`
+	Src   netip.AddrPort `json:"src,omitzero"`
+	Dst   netip.AddrPort `json:"dst,omitzero"`
+}
+
+// PlanResult is what a reload to a candidate configuration would change.
+type PlanResult struct {
+	Changes []director.Change
+	// Flows is the share of current flows that would move; nil when not counted.
+	Flows *director.FlowShare
 }
 
 // Response answers a Request; Error is set when the call failed.
@@ -43,6 +58,11 @@ type Response struct {
 	Error  string            `json:"error,omitempty"`
 	Status *Status           `json:"status,omitempty"`
 	Plan   []director.Change `json:"plan,omitempty"`
+	// Flows answers CmdPlan: the share of current flows the reload would move; nil when the
+	// data plane does not count flows.
+	Flows *director.FlowShare `json:"flows,omitempty"`
+	// Explain answers CmdExplain.
+	Explain *Explanation `json:"explain,omitempty"`
 }
 
 // Status is the daemon's state as `sluice status` and `sluice list` show it.
@@ -67,12 +87,33 @@ type VRRPInstance struct {
 	State string         `json:"state"` // INIT, BACKUP, MASTER or FAULT
 	Since time.Time      `json:"since"`
 	VIPs  []netip.Prefix `json:"vips"`
+	// Priority is the configured priority; EffectivePriority the one tracking made of it
+	// (track_interface, track_script, track_file weights), which adverts carry.
+	Priority          int `json:"priority,omitempty"`
+	EffectivePriority int `json:"effective_priority,omitempty"`
+	// Stats are the instance's counters; nil when the daemon does not track them.
+	Stats *VRRPStats `json:"stats,omitempty"`
+}
+
+// VRRPStats are a vrrp_instance's counters since the daemon started.
+type VRRPStats struct {
+	// AdvertsReceived counts adverts that passed every check; AdvertsSent adverts sent.
+	AdvertsReceived uint64 `json:"adverts_received"`
+	AdvertsSent     uint64 `json:"adverts_sent"`
+	Transitions     uint64 `json:"transitions"`
+	// Errors counts failed sends, address changes and announcements.
+	Errors uint64 `json:"errors"`
+	// Dropped counts refused packets by reason ("ttl", "auth", "vrid", ...).
+	Dropped map[string]uint64 `json:"dropped,omitempty"`
 }
 
 // Interface is a network interface the data plane is attached to.
 type Interface struct {
 	Name string `json:"name"`
 	Mode string `json:"mode"` // e.g. "xdp native", "xdp generic"
+	// Reason says why the mode is what it is: "adopted" from the previous process,
+	// "--dataplane xdp-generic", or native XDP's error ("native XDP failed: ...").
+	Reason string `json:"reason,omitempty"`
 }
 
 // Service is one virtual service.
@@ -83,6 +124,7 @@ type Service struct {
 	Scheduler   string       `json:"scheduler"`
 	Persistence int          `json:"persistence_timeout,omitempty"` // seconds
 	Stats       *Counters    `json:"stats,omitempty"`
+	Rates       *Rates       `json:"rates,omitempty"` // in a CmdRates status only
 	RealServers []RealServer `json:"real_servers"`
 }
 
@@ -95,6 +137,35 @@ type RealServer struct {
 	Forward string    `json:"forward"`
 	Healthy bool      `json:"healthy"`
 	Stats   *Counters `json:"stats,omitempty"`
+	// Rates are per-second traffic rates, in a CmdRates status only.
+	Rates *Rates `json:"rates,omitempty"`
+	// Check is the outcome of the real server's last health-check probe; nil before the
+	// first one, or when the daemon does not track probes.
+	Check *Check `json:"check,omitempty"`
+}
+
+// Check is one health-check probe's outcome.
+type Check struct {
+	At      time.Time     `json:"at"`
+	Latency time.Duration `json:"latency_ns"`
+	Checker string        `json:"checker"`
+	Error   string        `json:"error,omitempty"`
+	// Passed and Failed count the probes since the daemon started.
+	Passed uint64 `json:"passed"`
+	Failed uint64 `json:"failed"`
+	// Reason is why health checks last took the real server down; empty while it is up.
+	Reason string `json:"reason,omitempty"`
+}
+
+// Rates are traffic rates in ipvsadm's --rate terms, per second over Window: connections,
+// packets and bytes. Out* stay 0 where replies bypass the director (DR, TUN).
+type Rates struct {
+	CPS    uint64        `json:"cps"`
+	InPPS  uint64        `json:"in_pps"`
+	OutPPS uint64        `json:"out_pps"`
+	InBPS  uint64        `json:"in_bps"`
+	OutBPS uint64        `json:"out_bps"`
+	Window time.Duration `json:"window_ns"`
 }
 
 // Counters are traffic totals in ipvsadm's --stats terms.
@@ -104,6 +175,9 @@ type Counters struct {
 	OutPkts  uint64 `json:"out_packets"`
 	InBytes  uint64 `json:"in_bytes"`
 	OutBytes uint64 `json:"out_bytes"`
+	// ActiveConns and InactConns are ipvsadm's ActiveConn and InActConn columns.
+	ActiveConns uint64 `json:"active_conns"`
+	InactConns  uint64 `json:"inactive_conns"`
 }
 
 // SocketPath is where the daemon of the given instance listens: DefaultDir/INSTANCE.sock.

@@ -27,9 +27,13 @@ type fakeHandler struct {
 
 func (h *fakeHandler) Status() Status               { return h.st }
 func (h *fakeHandler) Reload(context.Context) error { h.reloads++; return h.reloadErr }
-func (h *fakeHandler) Plan(file string) ([]director.Change, error) {
-	return []director.Change{{Op: "+", Service: "TCP 10.0.0.1:80", Detail: file}}, nil
+func (h *fakeHandler) Plan(file string) (PlanResult, error) {
+	return PlanResult{Changes: []director.Change{{Op: "+", Service: "TCP 10.0.0.1:80", Detail: file}}}, nil
 }
+func (h *fakeHandler) Explain(proto string, src, dst netip.AddrPort) (Explanation, error) {
+	return Explanation{Proto: proto, Src: src, Dst: dst, Explanation: director.Explanation{Verdict: "pass"}}, nil
+}
+func (h *fakeHandler) StatusRates(context.Context) (Status, error) { return h.st, nil }
 
 func requireRoot(t *testing.T) {
 	t.Helper()
@@ -66,7 +70,7 @@ var sample = Status{
 		Stats: &Counters{Conns: 8, InPkts: 132, InBytes: 34840},
 		RealServers: []RealServer{
 			{Address: netip.MustParseAddr("10.0.0.7"), Port: 80, Weight: 1, Forward: "Route", Healthy: true,
-				Stats: &Counters{Conns: 4, InPkts: 90, InBytes: 24476}},
+				Stats: &Counters{Conns: 4, InPkts: 90, InBytes: 24476, ActiveConns: 3, InactConns: 12}},
 			{Address: netip.MustParseAddr("10.0.0.8"), Port: 80, Weight: 1, Forward: "Route", Healthy: true,
 				Stats: &Counters{Conns: 4, InPkts: 42, InBytes: 10364}},
 			{Address: netip.MustParseAddr("10.0.0.9"), Port: 80, Weight: 1, Forward: "Route", Healthy: false},
@@ -261,7 +265,7 @@ func TestWriteListMatchesIpvsadm(t *testing.T) {
 			"Prot LocalAddress:Port Scheduler Flags\n" +
 			"  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n" +
 			"TCP  10.0.0.3:80 rr\n" +
-			"  -> 10.0.0.7:80                  Route   1      0          0         \n" +
+			"  -> 10.0.0.7:80                  Route   1      3          12        \n" +
 			"  -> 10.0.0.8:80                  Route   1      0          0         \n"},
 		{"stats", ListOptions{Stats: true}, "" +
 			"IP Virtual Server version 1.2.1 (size=4096)\n" +
@@ -366,7 +370,7 @@ func TestWriteMetrics(t *testing.T) {
 		Services: []Service{{Protocol: "TCP", VIP: netip.MustParseAddr("10.0.0.3"), Port: 80, Scheduler: "rr",
 			Stats: &Counters{Conns: 8, InPkts: 132, InBytes: 34840},
 			RealServers: []RealServer{
-				{Address: netip.MustParseAddr("10.0.0.7"), Port: 80, Weight: 2, Forward: "Route", Healthy: true, Stats: &Counters{Conns: 8, InPkts: 132, InBytes: 34840}},
+				{Address: netip.MustParseAddr("10.0.0.7"), Port: 80, Weight: 2, Forward: "Route", Healthy: true, Stats: &Counters{Conns: 8, InPkts: 132, InBytes: 34840, ActiveConns: 5, InactConns: 2}},
 				{Address: netip.MustParseAddr("10.0.0.9"), Port: 80, Weight: 1, Forward: "Route"},
 			}}}}
 	want := `# HELP sluice_build_info Always 1; the version label says which Sluice runs.
@@ -404,6 +408,12 @@ sluice_real_server_healthy{protocol="TCP",vip="10.0.0.3",port="80",real_server="
 # TYPE sluice_real_server_weight gauge
 sluice_real_server_weight{protocol="TCP",vip="10.0.0.3",port="80",real_server="10.0.0.7",real_port="80"} 2
 sluice_real_server_weight{protocol="TCP",vip="10.0.0.3",port="80",real_server="10.0.0.9",real_port="80"} 1
+# HELP sluice_real_server_active_connections Connections established now (ipvsadm's ActiveConn). Per real server of a virtual service.
+# TYPE sluice_real_server_active_connections gauge
+sluice_real_server_active_connections{protocol="TCP",vip="10.0.0.3",port="80",real_server="10.0.0.7",real_port="80"} 5
+# HELP sluice_real_server_inactive_connections Connections open now in any other state: closing, handshaking, UDP (ipvsadm's InActConn). Per real server of a virtual service.
+# TYPE sluice_real_server_inactive_connections gauge
+sluice_real_server_inactive_connections{protocol="TCP",vip="10.0.0.3",port="80",real_server="10.0.0.7",real_port="80"} 2
 # HELP sluice_dataplane_packets_total Packets the data plane saw, by verdict and reason (pass_*, drop_*, tx_*, redirect_*).
 # TYPE sluice_dataplane_packets_total counter
 sluice_dataplane_packets_total{reason="pass_not_vip"} 7

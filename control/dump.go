@@ -30,14 +30,19 @@ var DumpSignals = map[string]syscall.Signal{
 func WriteStatus(w io.Writer, st Status, now time.Time) {
 	fmt.Fprintf(w, "sluice %s, config %s, data plane %s, up %s\n", st.Version, st.Config, st.Dataplane,
 		now.Sub(st.Started).Round(time.Second))
+	writeInterfaces(w, st.Interfaces)
 	if st.Applied.IsZero() {
 		fmt.Fprintln(w, "nothing applied yet")
 	} else {
 		fmt.Fprintf(w, "last applied %s ago\n", now.Sub(st.Applied).Round(time.Second))
 	}
 	for _, v := range st.VRRP {
-		fmt.Fprintf(w, "vrrp_instance %s: %s since %s ago, VIPs %v\n", v.Name, v.State,
-			now.Sub(v.Since).Round(time.Second), v.VIPs)
+		prio := ""
+		if v.EffectivePriority != 0 {
+			prio = fmt.Sprintf(", priority %d (effective %d)", v.Priority, v.EffectivePriority)
+		}
+		fmt.Fprintf(w, "vrrp_instance %s: %s since %s ago%s, VIPs %v\n", v.Name, v.State,
+			now.Sub(v.Since).Round(time.Second), prio, v.VIPs)
 	}
 	for _, s := range st.Services {
 		up := 0

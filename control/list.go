@@ -10,6 +10,8 @@ import (
 // ListOptions selects the variant of WriteList.
 type ListOptions struct {
 	Stats bool // --stats: traffic counters instead of weights and connections
+	// Rate (--rate) prints per-second rates, from the Rates of a CmdRates status.
+	Rate bool
 	// Names turns a protocol's address and port into what ipvsadm prints without -n; nil
 	// means numeric (-n).
 	Names func(proto string, ap netip.AddrPort) string
@@ -18,8 +20,8 @@ type ListOptions struct {
 // WriteList prints the services in the layout of `ipvsadm -L` (with Stats, `ipvsadm -L --stats`),
 // column for column, so scripts written against ipvsadm keep working.
 //
-// ActiveConn and InActConn are printed as 0: the XDP flow table does not yet tell established
-// connections from closing ones, and a made-up number would be worse than an honest zero.
+// ActiveConn and InActConn are the data plane's live flow counts (docs/dataplane.md, "Schedulers",
+// says how the XDP data path infers TCP states); 0 when it keeps none.
 func WriteList(w io.Writer, st Status, o ListOptions) error {
 	name := func(proto string, a netip.Addr, p uint16) string {
 		ap := netip.AddrPortFrom(a, p)
@@ -31,7 +33,10 @@ func WriteList(w io.Writer, st Status, o ListOptions) error {
 	// The version ipvsadm prints is the kernel's IPVS version; 1.2.1 is what every kernel since
 	// 2.6 reports, and scripts match on it. The size is the connection table's.
 	fmt.Fprintf(w, "IP Virtual Server version 1.2.1 (size=4096)\n")
-	if o.Stats {
+	if o.Rate {
+		fmt.Fprintf(w, "Prot LocalAddress:Port                 CPS    InPPS   OutPPS    InBPS   OutBPS\n")
+		fmt.Fprintf(w, "  -> RemoteAddress:Port\n")
+	} else if o.Stats {
 		fmt.Fprintf(w, "Prot LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes\n")
 		fmt.Fprintf(w, "  -> RemoteAddress:Port\n")
 	} else {
@@ -40,7 +45,9 @@ func WriteList(w io.Writer, st Status, o ListOptions) error {
 	}
 	for _, s := range st.Services {
 		svc := s.Protocol + "  " + name(s.Protocol, s.VIP, s.Port)
-		if o.Stats {
+		if o.Rate {
+			fmt.Fprintf(w, "%-33s%s\n", svc, rateColumns(s.Rates))
+		} else if o.Stats {
 			fmt.Fprintf(w, "%-33s%s\n", svc, counters(s.Stats))
 		} else {
 			flags := ""
@@ -57,10 +64,16 @@ func WriteList(w io.Writer, st Status, o ListOptions) error {
 			if len(dest) > 28 {
 				dest = dest[:28]
 			}
-			if o.Stats {
+			if o.Rate {
+				fmt.Fprintf(w, "  -> %-28s%s\n", dest, rateColumns(r.Rates))
+			} else if o.Stats {
 				fmt.Fprintf(w, "  -> %-28s%s\n", dest, counters(r.Stats))
 			} else {
-				fmt.Fprintf(w, "  -> %-28s %-7s %-6d %-10d %-10d\n", dest, r.Forward, r.Weight, 0, 0)
+				var active, inactive uint64
+				if r.Stats != nil {
+					active, inactive = r.Stats.ActiveConns, r.Stats.InactConns
+				}
+				fmt.Fprintf(w, "  -> %-28s %-7s %-6d %-10d %-10d\n", dest, r.Forward, r.Weight, active, inactive)
 			}
 		}
 	}
@@ -72,6 +85,15 @@ func counters(c *Counters) string {
 		c = &Counters{}
 	}
 	return largenum(c.Conns) + largenum(c.InPkts) + largenum(c.OutPkts) + largenum(c.InBytes) + largenum(c.OutBytes)
+}
+
+// rateColumns prints rates as ipvsadm --rate does: CPS InPPS OutPPS InBPS OutBPS, each with
+// print_largenum. Out* are 0 for DR and TUN, whose replies bypass the director.
+func rateColumns(r *Rates) string {
+	if r == nil {
+		r = &Rates{}
+	}
+	return largenum(r.CPS) + largenum(r.InPPS) + largenum(r.OutPPS) + largenum(r.InBPS) + largenum(r.OutBPS)
 }
 
 // largenum formats a counter in a 9-character column the way ipvsadm does: exact below 10^8,

@@ -67,6 +67,21 @@ func WriteMetrics(w io.Writer, st Status) {
 			m.sample("sluice_real_server_weight", rsLabels(s, r), float64(r.Weight))
 		}
 	}
+	conns := []svcMetric{
+		{"active_connections", "Connections established now (ipvsadm's ActiveConn).", func(c *Counters) uint64 { return c.ActiveConns }},
+		{"inactive_connections", "Connections open now in any other state: closing, handshaking, UDP (ipvsadm's InActConn).", func(c *Counters) uint64 { return c.InactConns }},
+	}
+	for _, c := range conns {
+		name := "sluice_real_server_" + c.name
+		m.family(name, "gauge", c.help+" Per real server of a virtual service.")
+		for _, s := range st.Services {
+			for _, r := range s.RealServers {
+				if r.Stats != nil {
+					m.sample(name, rsLabels(s, r), float64(c.get(r.Stats)))
+				}
+			}
+		}
+	}
 	if len(st.Verdicts) > 0 {
 		m.family("sluice_dataplane_packets_total", "counter", "Packets the data plane saw, by verdict and reason (pass_*, drop_*, tx_*, redirect_*).")
 		reasons := make([]string, 0, len(st.Verdicts))
@@ -78,6 +93,8 @@ func WriteMetrics(w io.Writer, st Status) {
 			m.sample("sluice_dataplane_packets_total", labels("reason", r), float64(st.Verdicts[r]))
 		}
 	}
+	writeHealthMetrics(m, st)
+	writeVRRPMetrics(m, st)
 }
 
 type metricWriter struct{ w io.Writer }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
@@ -15,8 +16,6 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/sluice-lb/sluice/director"
 )
 
 // Handler answers the calls the server accepts.
@@ -25,7 +24,11 @@ type Handler interface {
 	// Reload re-reads the configuration; it returns the reason when the file is refused.
 	Reload(ctx context.Context) error
 	// Plan says what a reload to the configuration in file would change.
-	Plan(file string) ([]director.Change, error)
+	Plan(file string) (PlanResult, error)
+	// Explain says what happens to a packet of the flow proto src -> dst, and why.
+	Explain(proto string, src, dst netip.AddrPort) (Explanation, error)
+	// StatusRates is Status with per-second traffic rates; it may take a second.
+	StatusRates(ctx context.Context) (Status, error)
 }
 
 // Server serves the control API on a unix socket.
@@ -160,12 +163,28 @@ func (s *Server) serveConn(ctx context.Context, c *net.UnixConn, h Handler) {
 		}
 		writeResponse(c, Response{})
 	case CmdPlan:
-		changes, err := h.Plan(req.File)
+		p, err := h.Plan(req.File)
 		if err != nil {
 			writeResponse(c, Response{Error: err.Error()})
 			return
 		}
-		writeResponse(c, Response{Plan: changes})
+		writeResponse(c, Response{Plan: p.Changes, Flows: p.Flows})
+	case CmdExplain:
+		ex, err := h.Explain(req.Proto, req.Src, req.Dst)
+		if err != nil {
+			writeResponse(c, Response{Error: err.Error()})
+			return
+		}
+		writeResponse(c, Response{Explain: &ex})
+	case CmdRates:
+		ctx, cancel := context.WithTimeout(ctx, connDeadline)
+		defer cancel()
+		st, err := h.StatusRates(ctx)
+		if err != nil {
+			writeResponse(c, Response{Error: err.Error()})
+			return
+		}
+		writeResponse(c, Response{Status: &st})
 	default:
 		writeResponse(c, Response{Error: fmt.Sprintf("unknown command %q", req.Command)})
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sluice-lb/sluice/control"
+	"github.com/sluice-lb/sluice/director"
 )
 
 // callDaemon sends one request to the running daemon and reports failures on stderr.
@@ -57,19 +58,23 @@ func listMain(args []string, stdout, stderr io.Writer) int {
 	socket := socketFlag(fs)
 	numeric := fs.Bool("n", false, "numeric output: no host or service names (ipvsadm -n)")
 	stats := fs.Bool("stats", false, "traffic counters (ipvsadm --stats)")
-	rate := fs.Bool("rate", false, "traffic rates (ipvsadm --rate): not available yet")
+	rate := fs.Bool("rate", false, "traffic rates per second (ipvsadm --rate); may take a second")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if *rate {
-		fmt.Fprintln(stderr, "sluice list: --rate is not available yet; use --stats")
+	if *rate && *stats {
+		fmt.Fprintln(stderr, "sluice list: --stats and --rate are exclusive")
 		return 2
 	}
-	resp, ok := callDaemon(*socket, control.Request{Command: control.CmdStatus}, stderr)
+	req := control.Request{Command: control.CmdStatus}
+	if *rate {
+		req.Command = control.CmdRates
+	}
+	resp, ok := callDaemon(*socket, req, stderr)
 	if !ok {
 		return 1
 	}
-	opts := control.ListOptions{Stats: *stats}
+	opts := control.ListOptions{Stats: *stats, Rate: *rate}
 	if !*numeric {
 		opts.Names = control.Names(context.Background())
 	}
@@ -102,16 +107,26 @@ func planMain(args []string, stdout, stderr io.Writer) int {
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		enc.Encode(resp.Plan)
+		enc.Encode(struct {
+			Changes []director.Change   `json:"changes"`
+			Flows   *director.FlowShare `json:"flows,omitempty"`
+		}{resp.Plan, resp.Flows})
 		return 0
 	}
 	if len(resp.Plan) == 0 {
 		fmt.Fprintf(stdout, "reloading %s would change nothing\n", abs)
-		return 0
+	} else {
+		fmt.Fprintf(stdout, "reloading %s would make %d changes:\n", abs, len(resp.Plan))
+		for _, c := range resp.Plan {
+			fmt.Fprintln(stdout, " ", c)
+		}
 	}
-	fmt.Fprintf(stdout, "reloading %s would make %d changes:\n", abs, len(resp.Plan))
-	for _, c := range resp.Plan {
-		fmt.Fprintln(stdout, " ", c)
+	if f := resp.Flows; f != nil {
+		share := 0.0
+		if f.Total > 0 {
+			share = 100 * float64(f.Moving) / float64(f.Total)
+		}
+		fmt.Fprintf(stdout, "flows: %d of %d current flows (%.1f%%) would leave their real server\n", f.Moving, f.Total, share)
 	}
 	return 0
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,7 +18,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sluice-lb/sluice/config"
 	"github.com/sluice-lb/sluice/control"
+	"github.com/sluice-lb/sluice/notify"
 )
 
 // newLogger logs to stderr with -l (console), else to syslog like keepalived, with each record's
@@ -157,4 +160,58 @@ func signum(name string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintln(stdout, int(sig.(syscall.Signal)))
 	return 0
+}
+
+// lifecycleFlags are run's flags about the data plane's life beyond the process.
+type lifecycleFlags struct {
+	// instance names the pin directory (/sys/fs/bpf/sluice/INSTANCE) and, unless --socket is
+	// given, the control socket and dumps.
+	instance string
+	// dontRelease leaves the data plane forwarding on SIGTERM (keepalived -I).
+	dontRelease bool
+}
+
+// addLifecycleFlags registers --instance and --dont-release-dataplane with keepalived's
+// spellings of the latter, -I and --dont-release-ipvs.
+func addLifecycleFlags(fs *flag.FlagSet) *lifecycleFlags {
+	lc := &lifecycleFlags{}
+	fs.StringVar(&lc.instance, "instance", control.Instance(),
+		"instance name: the pinned data plane lives in /sys/fs/bpf/sluice/NAME, the control socket is /run/sluice/NAME.sock unless --socket is given")
+	const help = "on SIGTERM, leave the XDP data plane forwarding (pinned) for the next start to take over"
+	fs.BoolVar(&lc.dontRelease, "dont-release-dataplane", false, help)
+	fs.BoolVar(&lc.dontRelease, "dont-release-ipvs", false, help+" (keepalived's name)")
+	fs.BoolVar(&lc.dontRelease, "I", false, help+" (keepalived: -I)")
+	return lc
+}
+
+// resolve checks the instance name and, unless --socket was given, points socket at the
+// instance's control socket.
+func (lc *lifecycleFlags) resolve(fs *flag.FlagSet, socket *string) error {
+	if lc.instance == "" || lc.instance == "." || lc.instance == ".." || strings.ContainsAny(lc.instance, "/\x00") {
+		return fmt.Errorf("--instance %q: want a name without slashes", lc.instance)
+	}
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == "socket" })
+	if !set {
+		*socket = control.SocketPath(lc.instance)
+	}
+	return nil
+}
+
+// notifyStopTimeout bounds how long shutdown waits for notify_stop scripts and queued alerts.
+const notifyStopTimeout = 5 * time.Second
+
+// startNotifier runs the notify scripts, notify FIFOs and SMTP alerts of the configuration.
+func startNotifier(cfg *config.Config, log *slog.Logger) *notify.Notifier {
+	return notify.New(cfg, notify.Options{Logger: log})
+}
+
+// stopNotifier reports STOP to the vrrp_instance notifies (the instances send no event once
+// the daemon stops) and waits, for a bounded time, for what is queued.
+func stopNotifier(n *notify.Notifier, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), notifyStopTimeout)
+	defer cancel()
+	if err := n.Close(ctx); err != nil {
+		log.Error("notify", "err", err)
+	}
 }

@@ -1,11 +1,14 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 
+	"github.com/sluice-lb/sluice/control"
 	"github.com/sluice-lb/sluice/director"
 	"github.com/sluice-lb/sluice/ipvsfallback"
+	"github.com/sluice-lb/sluice/loader"
 )
 
 // forwarder is what run needs of a data plane: forwarding and traffic counters.
@@ -15,7 +18,39 @@ type forwarder interface {
 }
 
 // validDataplane reports whether name is a value of run's --dataplane flag.
-func validDataplane(name string) bool { return name == "auto" || name == "xdp" || name == "ipvs" }
+func validDataplane(name string) bool {
+	return name == "auto" || name == "xdp" || name == "xdp-generic" || name == "ipvs"
+}
+
+// xdpOpener returns what opens the XDP data plane for run's flags: pinned in the instance's
+// directory, generic XDP everywhere with --dataplane xdp-generic, left in place on SIGTERM with
+// --dont-release-dataplane.
+func xdpOpener(log *slog.Logger, dataplane string, lc *lifecycleFlags) func() (forwarder, error) {
+	return func() (forwarder, error) {
+		return loader.New(loader.Options{Logger: log, PinDir: loader.PinPath(lc.instance),
+			KeepOnClose: lc.dontRelease, Generic: dataplane == "xdp-generic"})
+	}
+}
+
+// dataplaneInterfaces returns what lists the interfaces the XDP data plane runs on and in which
+// mode, for sluice status; nil for other data planes.
+func dataplaneInterfaces(dp forwarder) func() []control.Interface {
+	ld, ok := dp.(*loader.Loader)
+	if !ok {
+		return nil
+	}
+	return func() []control.Interface {
+		var out []control.Interface
+		for _, a := range ld.Attachments() {
+			name := a.Name
+			if name == "" {
+				name = fmt.Sprintf("ifindex %d", a.Ifindex)
+			}
+			out = append(out, control.Interface{Name: name, Mode: "xdp " + a.Mode, Reason: a.Reason})
+		}
+		return out
+	}
+}
 
 // openIPVS opens kernel IPVS.
 func openIPVS(log *slog.Logger) (forwarder, error) {
@@ -23,15 +58,15 @@ func openIPVS(log *slog.Logger) (forwarder, error) {
 }
 
 // openDataplane opens the data plane --dataplane names and says which one it opened and why:
-// xdp, ipvs, or auto, which takes XDP and falls back to kernel IPVS when the XDP program cannot
-// be loaded (no BPF in the kernel, no privilege for it), logging the reason in one line. Failures
-// to attach XDP to an interface surface later, when the first snapshot is applied, and do not
-// fall back yet.
+// xdp, xdp-generic (XDP in generic mode on every interface), ipvs, or auto, which takes XDP and
+// falls back to kernel IPVS when the XDP program cannot be loaded (no BPF in the kernel, no
+// privilege for it), logging the reason in one line. An interface where native XDP cannot
+// attach gets generic XDP, logged when the first snapshot is applied.
 func openDataplane(name string, log *slog.Logger, openXDP, openIPVS func() (forwarder, error)) (forwarder, string, error) {
 	switch name {
-	case "xdp":
+	case "xdp", "xdp-generic":
 		dp, err := openXDP()
-		return dp, "xdp", err
+		return dp, name, err
 	case "ipvs":
 		dp, err := openIPVS()
 		if err != nil {
@@ -44,6 +79,10 @@ func openDataplane(name string, log *slog.Logger, openXDP, openIPVS func() (forw
 		if xerr == nil {
 			return dp, "xdp", nil
 		}
+		if errors.Is(xerr, loader.ErrInUse) {
+			// Another daemon forwards for this instance: IPVS alongside it would fight it.
+			return nil, "", xerr
+		}
 		dp, ierr := openIPVS()
 		if ierr != nil {
 			return nil, "", fmt.Errorf("no data plane can run: xdp: %v; ipvs: %w", xerr, ierr)
@@ -51,5 +90,5 @@ func openDataplane(name string, log *slog.Logger, openXDP, openIPVS func() (forw
 		log.Warn("XDP is unavailable, forwarding with kernel IPVS instead", "reason", xerr)
 		return dp, fmt.Sprintf("ipvs (auto: XDP unavailable: %v)", xerr), nil
 	}
-	return nil, "", fmt.Errorf("unknown data plane %q (want auto, xdp or ipvs)", name)
+	return nil, "", fmt.Errorf("unknown data plane %q (want auto, xdp, xdp-generic or ipvs)", name)
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/sluice-lb/sluice/director"
 	"github.com/sluice-lb/sluice/ipvsfallback"
+	"github.com/sluice-lb/sluice/loader"
 )
 
 // stubForwarder stands in for an opened IPVS data plane: this kernel has no IPVS, and which
@@ -29,6 +31,9 @@ func TestOpenDataplane(t *testing.T) {
 	okXDP := func() (forwarder, error) { return stubForwarder{"xdp"}, nil }
 	badXDP := func() (forwarder, error) { return nil, xdpErr }
 	okIPVS := func() (forwarder, error) { return stubForwarder{"ipvs"}, nil }
+	inUseXDP := func() (forwarder, error) {
+		return nil, fmt.Errorf("pin directory /sys/fs/bpf/sluice/x: %w", loader.ErrInUse)
+	}
 	badIPVS := func() (forwarder, error) { return nil, ipvsErr }
 
 	for _, tc := range []struct {
@@ -38,11 +43,14 @@ func TestOpenDataplane(t *testing.T) {
 		wantErr         []string
 	}{
 		{"xdp", "xdp", okXDP, badIPVS, "xdp", nil},
+		{"xdp-generic", "xdp-generic", okXDP, badIPVS, "xdp-generic", nil},
+		{"xdp-generic fails", "xdp-generic", badXDP, okIPVS, "", []string{"operation not permitted"}},
 		{"xdp fails", "xdp", badXDP, okIPVS, "", []string{"operation not permitted"}},
 		{"ipvs", "ipvs", okXDP, okIPVS, "ipvs", nil},
 		{"auto takes xdp", "auto", okXDP, okIPVS, "xdp", nil},
 		{"auto falls back to ipvs", "auto", badXDP, okIPVS, "ipvs (auto: XDP unavailable: load xdp program", nil},
 		{"auto with neither", "auto", badXDP, badIPVS, "", []string{"no data plane can run", "operation not permitted", "IPVS is not available"}},
+		{"auto with the instance in use", "auto", inUseXDP, okIPVS, "", []string{"in use by another sluice"}},
 		{"unknown", "dpdk", okXDP, okIPVS, "", []string{`unknown data plane "dpdk"`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -63,7 +71,7 @@ func TestOpenDataplane(t *testing.T) {
 			}
 		})
 	}
-	for _, name := range []string{"auto", "xdp", "ipvs"} {
+	for _, name := range []string{"auto", "xdp", "xdp-generic", "ipvs"} {
 		if !validDataplane(name) {
 			t.Errorf("validDataplane(%q) = false", name)
 		}

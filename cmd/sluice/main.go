@@ -26,7 +26,6 @@ import (
 	"github.com/sluice-lb/sluice/config"
 	"github.com/sluice-lb/sluice/control"
 	"github.com/sluice-lb/sluice/director"
-	"github.com/sluice-lb/sluice/loader"
 )
 
 const defaultConfig = "/etc/keepalived/keepalived.conf"
@@ -40,9 +39,10 @@ commands:
   config   print the resolved configuration (-f FILE --json; schema in docs/config.md)
   convert  print keepalived.conf for an ldirectord.cf or ipvsadm -Sn file (--from ldirectord|ipvsadm FILE)
   status   show the running daemon's services and real servers' health
-  list     list services like ipvsadm -L (-n numeric, --stats counters)
+  list     list services like ipvsadm -L (-n numeric, --stats counters, --rate rates)
   reload   make the running daemon re-read its configuration (like SIGHUP)
   plan     show what reloading a configuration file would change (-f FILE)
+  explain  say where a packet of a flow goes and why (tcp|udp SRC:PORT DST:PORT)
   genhash  print the MD5 digest of a page for an HTTP_GET url block (keepalived's genhash)
   bench    measure the data path in network namespaces (--quick, --json, --svg FILE)
   version  print the version
@@ -86,6 +86,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		return reloadMain(args[1:], stdout, stderr)
 	case "plan":
 		return planMain(args[1:], stdout, stderr)
+	case "explain":
+		return explainMain(args[1:], stdout, stderr)
 	case "genhash":
 		return genhashMain(args[1:], stdout, stderr)
 	case "bench":
@@ -134,7 +136,9 @@ func run(args []string, stderr io.Writer) int {
 	debug := fs.Bool("D", false, "detailed log")
 	test := fs.Bool("t", false, "check the configuration and exit (keepalived -t)")
 	configID := fs.String("i", "", "config id: keep only the @ID lines for this id (keepalived -i; default: the host name)")
-	dataplane := fs.String("dataplane", "auto", "data plane: auto (XDP, else kernel IPVS), xdp or ipvs")
+	dataplane := fs.String("dataplane", "auto", "data plane: auto (XDP, else kernel IPVS), xdp, xdp-generic (XDP in generic mode) or ipvs")
+	lifecycle := addLifecycleFlags(fs)
+	roles := addRoleFlags(fs)
 	socket := fs.String("socket", control.SocketPath(control.Instance()), "control socket (root only)")
 	pidFile := fs.String("p", "", "write the daemon's pid to this file (keepalived: -p, --pid)")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
@@ -150,7 +154,15 @@ func run(args []string, stderr io.Writer) int {
 		return checkMain([]string{"-f", *file, "-i", *configID}, io.Discard, stderr)
 	}
 	if !validDataplane(*dataplane) {
-		fmt.Fprintf(stderr, "sluice run: --dataplane %q: want auto, xdp or ipvs\n", *dataplane)
+		fmt.Fprintf(stderr, "sluice run: --dataplane %q: want auto, xdp, xdp-generic or ipvs\n", *dataplane)
+		return 2
+	}
+	if err := roles.validate(); err != nil {
+		fmt.Fprintln(stderr, "sluice run:", err)
+		return 2
+	}
+	if err := lifecycle.resolve(fs, socket); err != nil {
+		fmt.Fprintln(stderr, "sluice run:", err)
 		return 2
 	}
 
@@ -165,6 +177,7 @@ func run(args []string, stderr io.Writer) int {
 		printConfigError(stderr, err)
 		return 1
 	}
+	cfg = roles.apply(cfg)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -177,9 +190,13 @@ func run(args []string, stderr io.Writer) int {
 		defer remove()
 	}
 
-	dp, inUse, err := openDataplane(*dataplane, log,
-		func() (forwarder, error) { return loader.New(loader.Options{Logger: log}) },
-		func() (forwarder, error) { return openIPVS(log) })
+	var dp forwarder = noDataplane{}
+	inUse := "none (-P: VRRP only)"
+	if !roles.vrrpOnly {
+		dp, inUse, err = openDataplane(*dataplane, log,
+			xdpOpener(log, *dataplane, lifecycle),
+			func() (forwarder, error) { return openIPVS(log) })
+	}
 	if err != nil {
 		log.Error("open data plane", "dataplane", *dataplane, "err", err)
 		return 1
@@ -190,12 +207,15 @@ func run(args []string, stderr io.Writer) int {
 		}
 	}()
 
+	ntf := startNotifier(cfg, log)
+	defer stopNotifier(ntf, log)
 	reload := make(chan *config.Config)
 	var state *control.State
 	reloadFile := func(ctx context.Context) error {
-		cfg, err := reloadConfig(ctx, *file, parseOpts, log, reload)
+		cfg, err := reloadConfig(ctx, *file, parseOpts, *roles, log, reload)
 		if err == nil {
 			state.SetConfig(cfg)
+			ntf.Update(cfg)
 		}
 		return err
 	}
@@ -204,6 +224,8 @@ func run(args []string, stderr io.Writer) int {
 	state = control.NewState(control.Status{Version: version, Config: *file, Started: time.Now(), Dataplane: inUse},
 		dp, reloadFile)
 	state.SetConfig(cfg)
+	state.SetParseOptions(parseOpts)
+	state.SetInterfaces(dataplaneInterfaces(dp))
 	srv, err := control.Listen(*socket, log)
 	if err != nil {
 		log.Error("start control API", "err", err)
@@ -216,7 +238,7 @@ func run(args []string, stderr io.Writer) int {
 			log.Error("control API stopped", "err", err)
 		}
 	}()
-	watchDumps(ctx, log, control.Instance(), state.Status)
+	watchDumps(ctx, log, lifecycle.instance, state.Status)
 	if *metricsAddr != "" {
 		ln, err := net.Listen("tcp", *metricsAddr)
 		if err != nil {
@@ -232,7 +254,8 @@ func run(args []string, stderr io.Writer) int {
 	}
 
 	log.Info("sluice starting", "version", version, "config", *file, "control", srv.Path())
-	err = director.Run(ctx, director.Options{Config: cfg, Dataplane: dp, Logger: log, Reload: reload, Applied: state.Applied, OnVRRP: state.VRRP})
+	err = director.Run(ctx, director.Options{Config: cfg, Notify: ntf, Dataplane: dp, Logger: log, Reload: reload, Applied: state.Applied, OnVRRP: state.VRRP,
+		OnHealth: state.Health, OnProbe: state.Probe, OnVRRPInstance: state.VRRPInstance})
 	if err != nil {
 		log.Error("sluice stopped", "err", err)
 		return 1
@@ -261,12 +284,13 @@ func watchReload(ctx context.Context, reload func(context.Context) error) {
 
 // reloadConfig re-reads the configuration and hands it to the director. A file that does not
 // parse is reported (to the log and to the caller) and the running configuration stays.
-func reloadConfig(ctx context.Context, path string, opts config.Options, log *slog.Logger, out chan<- *config.Config) (*config.Config, error) {
+func reloadConfig(ctx context.Context, path string, opts config.Options, r role, log *slog.Logger, out chan<- *config.Config) (*config.Config, error) {
 	cfg, err := loadConfig(path, opts, log)
 	if err != nil {
 		log.Error("reload refused: the running configuration stays", "file", path, "err", err)
 		return nil, fmt.Errorf("reload refused, the running configuration stays: %w", err)
 	}
+	cfg = r.apply(cfg)
 	select {
 	case out <- cfg:
 		return cfg, nil

@@ -55,8 +55,9 @@ lint:
 	@scripts/install-deps build
 	clang-format-14 --dry-run --Werror bpf/*.c bpf/*.h
 
+# DEMO_FLAGS: -quick (short phases, as CI runs it), -plain (no redrawing), -v (daemons' logs).
 demo: deps build
-	$(GO) run ./test/demo -sluice $(BIN)
+	$(GO) run ./test/demo -sluice $(BIN) $(DEMO_FLAGS)
 
 # A quick benchmark (as root, under two minutes): Sluice's XDP path against the XDP ceiling and
 # nftables DNAT in network namespaces; the table goes to the terminal, the chart to bin/bench.svg.

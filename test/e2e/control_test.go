@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/sluice-lb/sluice/control"
 	"github.com/sluice-lb/sluice/test/lab"
+	"github.com/sluice-lb/sluice/test/netns"
 )
 
 // cli runs `sluice ARGS...` in the director's namespace, as an operator would on the director.
@@ -43,6 +45,45 @@ func listLines(servers ...*lab.RealServer) string {
 		fmt.Fprintf(&b, "  -> %-28s %-7s %-6d %-10d %-10d\n", fmt.Sprintf("%s:%d", rs.Addr, lab.Port), "Route", 1, 0, 0)
 	}
 	return b.String()
+}
+
+// zeroConns sets the ActiveConn and InActConn columns of `sluice list -n` output to 0, for
+// comparing with listLines; "stats count forwarded connections" checks their values.
+func zeroConns(out string) string {
+	lines := strings.Split(out, "\n")
+	for i, l := range lines {
+		if f := strings.Fields(l); len(f) == 6 && f[0] == "->" && f[1] != "RemoteAddress:Port" {
+			lines[i] = fmt.Sprintf("  -> %-28s %-7s %-6s %-10d %-10d", f[1], f[2], f[3], 0, 0)
+		}
+	}
+	return strings.Join(lines, "\n")
+}
+
+// listLine returns the lines of `sluice list -n` output about real server addr.
+func listLine(out, addr string) string {
+	var keep []string
+	for _, l := range strings.Split(out, "\n") {
+		if f := strings.Fields(l); len(f) == 6 && f[0] == "->" && strings.HasPrefix(f[1], addr+":") {
+			keep = append(keep, l)
+		}
+	}
+	return strings.Join(keep, "\n")
+}
+
+// connColumns sums the ActiveConn and InActConn columns of `sluice list -n` output.
+func connColumns(t *testing.T, out string) (active, inactive int) {
+	t.Helper()
+	for _, l := range strings.Split(out, "\n") {
+		if f := strings.Fields(l); len(f) == 6 && f[0] == "->" && f[1] != "RemoteAddress:Port" {
+			a, err1 := strconv.Atoi(f[4])
+			i, err2 := strconv.Atoi(f[5])
+			if err1 != nil || err2 != nil {
+				t.Fatalf("list line %q: connection columns are not numbers", l)
+			}
+			active, inactive = active+a, inactive+i
+		}
+	}
+	return active, inactive
 }
 
 func TestControlCLI(t *testing.T) {
@@ -77,7 +118,7 @@ func TestControlCLI(t *testing.T) {
 		if code != 0 {
 			t.Fatalf("sluice list exited %d: %s", code, errOut)
 		}
-		if want := listLines(rs...); out != want {
+		if want := listLines(rs...); zeroConns(out) != want {
 			t.Errorf("sluice list -n:\n%s\nwant:\n%s", out, want)
 		}
 	})
@@ -104,6 +145,12 @@ func TestControlCLI(t *testing.T) {
 		if conns < n || pkts < 3*conns {
 			t.Errorf("service counters conns=%d packets=%d after %d connections:\n%s", conns, pkts, n, out)
 		}
+		// Every connection ended with the client's FIN: none is active, each is inactive
+		// (closing) for the tcpfin timeout, as ipvsadm would show.
+		out, _, _ = d.cli(t, "list", "-n")
+		if active, inactive := connColumns(t, out); active != 0 || inactive < n || inactive > conns {
+			t.Errorf("after %d closed connections (%d counted), ActiveConn %d InActConn %d, want 0 and %d..%d:\n%s", n, conns, active, inactive, n, conns, out)
+		}
 	})
 
 	t.Run("a failed real server leaves the list", func(t *testing.T) {
@@ -115,12 +162,12 @@ func TestControlCLI(t *testing.T) {
 		var out string
 		for time.Now().Before(deadline) {
 			out, _, _ = d.cli(t, "list", "-n")
-			if out == listLines(rs[1:]...) {
+			if zeroConns(out) == listLines(rs[1:]...) {
 				break
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
-		if want := listLines(rs[1:]...); out != want {
+		if want := listLines(rs[1:]...); zeroConns(out) != want {
 			t.Errorf("after rs1 stopped, sluice list -n:\n%s\nwant:\n%s", out, want)
 		}
 		st, _, _ := d.cli(t, "status")
@@ -137,15 +184,37 @@ func TestControlCLI(t *testing.T) {
 		if err := os.WriteFile(path, []byte(next), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		out, errOut, code := d.cli(t, "plan", "-f", path)
-		if code != 0 {
-			t.Fatalf("sluice plan: exit %d: %s", code, errOut)
-		}
 		svc := fmt.Sprintf("TCP %s:%d", lab.VIP, lab.Port)
 		want := fmt.Sprintf("reloading %s would make 2 changes:\n  ~ %s -> %s:%d: weight 1 -> 4\n  - %s -> %s:%d\n",
 			path, svc, rs[0].Addr, lab.Port, svc, rs[2].Addr, lab.Port)
-		if out != want {
-			t.Errorf("sluice plan:\n%s\nwant:\n%s", out, want)
+		// The flows that would move are those of the removed real server: compare with
+		// `sluice list` taken just before and after (retry if a flow expired in between).
+		for attempt := 1; ; attempt++ {
+			before, _, _ := d.cli(t, "list", "-n")
+			out, errOut, code := d.cli(t, "plan", "-f", path)
+			after, _, _ := d.cli(t, "list", "-n")
+			if code != 0 {
+				t.Fatalf("sluice plan: exit %d: %s", code, errOut)
+			}
+			changes, flows, _ := strings.Cut(out, "flows: ")
+			if changes != want {
+				t.Errorf("sluice plan:\n%s\nwant:\n%s", out, want)
+			}
+			if before != after && attempt < 3 {
+				continue
+			}
+			var moving, total int
+			if _, err := fmt.Sscanf(flows, "%d of %d current flows", &moving, &total); err != nil {
+				t.Fatalf("sluice plan: no flows line: %v\n%s", err, out)
+			}
+			a, i := connColumns(t, before)
+			ra, ri := connColumns(t, listLine(before, rs[2].Addr.String()))
+			// The total also counts flows still pinned to a real server that is down (list
+			// hides it, as ipvsadm does).
+			if total < a+i || moving != ra+ri || moving == 0 {
+				t.Errorf("plan says %d of %d flows move; list shows %d flows, %d on the removed server\n%s", moving, total, a+i, ra+ri, before)
+			}
+			break
 		}
 		if out, _, _ := d.cli(t, "plan", "-f", d.conf); !strings.Contains(out, "would change nothing") {
 			t.Errorf("plan against the running file: %s", out)
@@ -182,7 +251,7 @@ func TestControlCLI(t *testing.T) {
 		for {
 			out, _, _ := d.cli(t, "list", "-n")
 			// rs1 may still be coming back from the previous subtest.
-			if out == listLines(rs[0], rs[1]) || out == listLines(rs[1]) {
+			if out := zeroConns(out); out == listLines(rs[0], rs[1]) || out == listLines(rs[1]) {
 				break
 			}
 			if time.Now().After(deadline) {
@@ -300,6 +369,52 @@ func TestMetricsScrape(t *testing.T) {
 	if values[`sluice_dataplane_packets_total{reason="tx_dr"}`] < 3*n {
 		t.Errorf("tx_dr packets %v after %d connections:\n%s", values[`sluice_dataplane_packets_total{reason="tx_dr"}`], n, body)
 	}
+
+	// Every real server's TCP_CHECK has run (delay_loop 1 s) by the second scrape: its latency
+	// is a real connect on the lab's bridge, well under connect_timeout.
+	time.Sleep(lab.DelayLoop + lab.ConnectTimeout)
+	values = scrapeMetrics(t, d.lab.Director, addr)
+	for _, rs := range d.lab.RealServers {
+		l := fmt.Sprintf(`{protocol="TCP",vip="%s",port="%d",real_server="%s",real_port="%d"`, lab.VIP, lab.Port, rs.Addr, lab.Port)
+		lat, ok := values["sluice_real_server_check_duration_seconds"+l+"}"]
+		if !ok || lat <= 0 || lat >= lab.ConnectTimeout.Seconds() {
+			t.Errorf("%s: check duration %v (reported: %v), want above 0 and below connect_timeout", rs.Addr, lat, ok)
+		}
+		if passed := values["sluice_real_server_checks_total"+l+`,result="passed"}`]; passed < 1 {
+			t.Errorf("%s: %v passed checks", rs.Addr, passed)
+		}
+		if failed, ok := values["sluice_real_server_checks_total"+l+`,result="failed"}`]; !ok || failed != 0 {
+			t.Errorf("%s: failed checks %v (reported: %v), want 0", rs.Addr, failed, ok)
+		}
+	}
+}
+
+// scrapeMetrics GETs /metrics from addr in the director's namespace and returns each sample's
+// value by name and labels.
+func scrapeMetrics(t *testing.T, ns *netns.NS, addr string) map[string]float64 {
+	t.Helper()
+	resp, err := ns.HTTPClient(5 * time.Second).Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	values := map[string]float64{}
+	for _, line := range strings.Split(string(body), "\n") {
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		name, v, ok := strings.Cut(line, " ")
+		f, err := strconv.ParseFloat(v, 64)
+		if !ok || err != nil {
+			t.Fatalf("malformed sample line %q", line)
+		}
+		values[name] = f
+	}
+	return values
 }
 
 // TestRunsWithUnitCapabilities runs the daemon with only the capabilities dist/sluice.service
@@ -339,7 +454,7 @@ func TestRunsWithUnitCapabilities(t *testing.T) {
 	if tally := d.lab.Run(context.Background(), 60); len(tally.Failed) > 0 {
 		t.Errorf("%d of 60 connections failed with the unit's capabilities", len(tally.Failed))
 	}
-	if out, errOut, code := d.cli(t, "list", "-n"); code != 0 || out != listLines(d.lab.RealServers...) {
+	if out, errOut, code := d.cli(t, "list", "-n"); code != 0 || zeroConns(out) != listLines(d.lab.RealServers...) {
 		t.Errorf("sluice list: exit %d %s\n%s", code, errOut, out)
 	}
 	// The daemon's own capability sets: nothing beyond the unit's.
@@ -399,5 +514,53 @@ func TestAutoDataplane(t *testing.T) {
 		if !strings.Contains(stderr.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, stderr.String())
 		}
+	}
+}
+
+// TestListRate checks `sluice list -n --rate` against live traffic: ipvsadm --rate's header,
+// non-zero connection, packet and byte rates on the service while the client connects, Out*
+// at 0 (DR replies bypass the director), and all zero once the traffic stopped.
+func TestListRate(t *testing.T) {
+	d := startSluice(t)
+	done := make(chan lab.Tally)
+	go func() {
+		// About 100 connections a second for 3 s; each finishes, so none fails by the deadline.
+		var tally lab.Tally
+		for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+			tally.Add(d.lab.Get(context.Background()))
+		}
+		done <- tally
+	}()
+	svcLine := fmt.Sprintf("TCP  %s:%d", lab.VIP, lab.Port)
+	rates := func() []uint64 {
+		t.Helper()
+		out, errOut, code := d.cli(t, "list", "-n", "--rate")
+		if code != 0 {
+			t.Fatalf("sluice list --rate: exit %d: %s", code, errOut)
+		}
+		lines := strings.Split(out, "\n")
+		if len(lines) < 4 || lines[1] != "Prot LocalAddress:Port                 CPS    InPPS   OutPPS    InBPS   OutBPS" ||
+			lines[2] != "  -> RemoteAddress:Port" || !strings.HasPrefix(lines[3], svcLine) {
+			t.Fatalf("sluice list --rate:\n%s", out)
+		}
+		var r [5]uint64
+		if _, err := fmt.Sscanf(lines[3][33:], "%d %d %d %d %d", &r[0], &r[1], &r[2], &r[3], &r[4]); err != nil {
+			t.Fatalf("service line %q: %v", lines[3], err)
+		}
+		return r[:]
+	}
+	busy := rates() // samples over one second of traffic
+	tally := <-done
+	if len(tally.Failed) > 0 {
+		t.Errorf("%d of %d connections failed", len(tally.Failed), tally.Total)
+	}
+	if busy[0] == 0 || busy[1] < 3*busy[0] || busy[3] < busy[1]*40 || busy[2] != 0 || busy[4] != 0 {
+		t.Errorf("rates under traffic CPS InPPS OutPPS InBPS OutBPS = %v after %d connections in 3 s", busy, tally.Total)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	rates() // the window that still held traffic
+	time.Sleep(1100 * time.Millisecond)
+	if idle := rates(); slices.ContainsFunc(idle, func(v uint64) bool { return v != 0 }) {
+		t.Errorf("rates without traffic: %v, want zeros", idle)
 	}
 }

@@ -150,7 +150,8 @@ func testLog(t *testing.T) (*lab.LogTail, func()) {
 	}}, func() { ended.Store(true) }
 }
 
-// stopAndVerify sends SIGTERM and checks for exit status 0 and a detached XDP program.
+// stopAndVerify sends SIGTERM and checks for exit status 0, a detached XDP program, and no
+// control socket or pinned data plane left behind.
 func (d *daemon) stopAndVerify(t *testing.T) {
 	t.Helper()
 	select {
@@ -172,6 +173,10 @@ func (d *daemon) stopAndVerify(t *testing.T) {
 	sock := filepath.Join("/run/sluice", d.lab.Director.Name+".sock")
 	if _, err := os.Lstat(sock); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("control socket %s left behind after sluice exited (%v)", sock, err)
+	}
+	// A clean stop unpins the maps and links (when bpffs is mounted on the host).
+	if _, err := os.Lstat(d.pinDir()); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("pin directory %s left behind after sluice exited (%v)", d.pinDir(), err)
 	}
 }
 

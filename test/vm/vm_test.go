@@ -17,17 +17,22 @@ import (
 // guestTests are the tests the guest must run and pass; a guest test missing from the console
 // output fails the host test, so a guest that silently runs fewer tests cannot pass.
 var guestTests = []string{
+	"TestXDPLoadsOnStockKernel",
 	"TestKernelApply",
 	"TestKernelSchedulers",
 	"TestNewInRootNamespace",
 	"TestSluiceDirectRouting",
 	"TestSluiceNAT",
 	"TestSluiceTunnel",
+	"TestSluiceAutoFallback",
+	"TestSluiceVRRPOwnership",
+	"TestKernelSchedulerFlags",
+	"TestConformance",
 }
 
 // Bounds of the whole VM test: building, booting and running the guest.
 const (
-	vmTimeout   = 4 * time.Minute
+	vmTimeout   = 6 * time.Minute
 	buildTimout = 3 * time.Minute
 )
 
@@ -51,9 +56,11 @@ func goBuild(ctx context.Context, t *testing.T, args ...string) {
 }
 
 // TestIPVSInVM boots Debian's stock kernel under qemu, loads ip_vs and its schedulers, and
-// runs the guest tests (test/vm/guest) there: ipvsfallback against the real kernel and
-// `sluice run --dataplane ipvs` forwarding HTTP between namespaces with DR and NAT. The
-// console is logged when anything fails; SLUICE_VM_CONSOLE=FILE also writes it to FILE.
+// runs the guest tests (test/vm/guest) there: ipvsfallback against the real kernel,
+// `sluice run --dataplane ipvs` forwarding HTTP between namespaces with DR, NAT and TUN, the
+// automatic fallback under test/vm/noxdp (bpf() denied), VRRP ownership of the IPVS services
+// and the conformance suite (test/conformance). The console is logged when anything fails;
+// SLUICE_VM_CONSOLE=FILE also writes it to FILE.
 func TestIPVSInVM(t *testing.T) {
 	if os.Geteuid() != 0 {
 		netns.SkipPrivileged(t, "needs root: resolves and fetches Debian's kernel with apt (scripts/install-deps ipvs installs qemu)")
@@ -68,9 +75,10 @@ func TestIPVSInVM(t *testing.T) {
 	t.Logf("kernel %s (%s)", kernel.Release, kernel.Package)
 
 	dir := t.TempDir()
-	guest, sluice := filepath.Join(dir, "guest.test"), filepath.Join(dir, "sluice")
+	guest, sluice, noxdp := filepath.Join(dir, "guest.test"), filepath.Join(dir, "sluice"), filepath.Join(dir, "noxdp")
 	goBuild(ctx, t, "test", "-c", "-o", guest, "github.com/sluice-lb/sluice/test/vm/guest")
 	goBuild(ctx, t, "build", "-o", sluice, "github.com/sluice-lb/sluice/cmd/sluice")
+	goBuild(ctx, t, "build", "-o", noxdp, "github.com/sluice-lb/sluice/test/vm/noxdp")
 
 	programs := map[string]string{}
 	for _, p := range []string{"ip", "ethtool"} {
@@ -95,7 +103,7 @@ func TestIPVSInVM(t *testing.T) {
 		Modules:    mods,
 		TestBinary: guest,
 		TestArgs:   []string{"-test.timeout=" + (vmTimeout - 30*time.Second).String(), "-test.count=1"},
-		Files:      map[string]string{"/usr/local/bin/sluice": sluice},
+		Files:      map[string]string{"/usr/local/bin/sluice": sluice, "/usr/local/bin/noxdp": noxdp},
 		Programs:   programs,
 	})
 	if err != nil {

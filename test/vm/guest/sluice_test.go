@@ -51,31 +51,44 @@ func keepalivedConf(vip netip.Addr, algo, kind string, servers ...server) string
 	return b.String()
 }
 
-// daemon is `sluice run --dataplane ipvs` running in a director namespace.
+// daemon is `sluice run` running in a director namespace.
 type daemon struct {
-	proc   *netns.Proc
-	log    *lab.LogTail
-	conf   string
-	nsPath string // the director's namespace, whose IPVS table sluice programs
+	proc    *netns.Proc
+	log     *lab.LogTail
+	conf    string
+	socket  string // its control socket
+	nsPath  string // the director's namespace, whose IPVS table sluice programs
+	stopped bool   // stopped by the test, checked then
 }
 
-// startSluice writes conf and starts sluice with it in director. Cleanup stops it with
-// SIGTERM and fails the test unless it exits with status 0 and leaves the IPVS table empty.
+// startSluice writes conf and starts `sluice run --dataplane ipvs` with it in director.
+// Cleanup stops it with SIGTERM and fails the test unless it exits with status 0 and leaves
+// the IPVS table empty.
 func startSluice(t *testing.T, env *netns.Env, director *netns.NS, conf string) *daemon {
 	t.Helper()
+	return startSluiceWith(t, env, director, conf, nil, "--dataplane", "ipvs")
+}
+
+// startSluiceWith is startSluice with the command prefixed by wrapper (such as noxdp) and
+// extra flags for sluice run.
+func startSluiceWith(t *testing.T, env *netns.Env, director *netns.NS, conf string, wrapper []string, extra ...string) *daemon {
+	t.Helper()
 	dir := t.TempDir()
-	d := &daemon{conf: filepath.Join(dir, "keepalived.conf"), nsPath: "/run/netns/" + director.Name}
+	d := &daemon{conf: filepath.Join(dir, "keepalived.conf"), socket: filepath.Join(dir, "sluice.sock"),
+		nsPath: "/run/netns/" + director.Name}
 	if err := os.WriteFile(d.conf, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	var ended atomic.Bool
+	name := director.Short
 	d.log = &lab.LogTail{OnLine: func(line string) {
 		if !ended.Load() {
-			t.Log("sluice: " + line)
+			t.Log("sluice@" + name + ": " + line)
 		}
 	}}
-	cmd := director.Command(sluiceBin(), "run", "-f", d.conf, "-n", "-l", "--dataplane", "ipvs",
-		"--socket", filepath.Join(dir, "sluice.sock"))
+	args := append(slices.Clone(wrapper), sluiceBin(), "run", "-f", d.conf, "-n", "-l", "--socket", d.socket)
+	args = append(args, extra...)
+	cmd := director.Command(args[0], args[1:]...)
 	cmd.Stdout, cmd.Stderr = d.log, d.log
 	cmd.WaitDelay = 5 * time.Second
 	var err error
@@ -84,20 +97,31 @@ func startSluice(t *testing.T, env *netns.Env, director *netns.NS, conf string) 
 	}
 	t.Cleanup(func() {
 		defer ended.Store(true)
+		if d.stopped {
+			return
+		}
 		select {
 		case <-d.proc.Done():
 			t.Errorf("sluice exited before the test ended: %v", d.proc.Err())
 			return
 		default:
 		}
-		if err := d.proc.Stop(10 * time.Second); err != nil {
-			t.Errorf("sluice did not exit cleanly on SIGTERM: %v", err)
-		}
-		if got := kernelTable(t, d.nsPath); len(got) != 0 {
-			t.Errorf("IPVS table after sluice exited = %q, want empty", got)
-		}
+		d.stop(t)
 	})
 	return d
+}
+
+// stop stops sluice with SIGTERM and fails the test unless it exits with status 0 and leaves
+// the IPVS table empty.
+func (d *daemon) stop(t *testing.T) {
+	t.Helper()
+	d.stopped = true
+	if err := d.proc.Stop(10 * time.Second); err != nil {
+		t.Errorf("sluice did not exit cleanly on SIGTERM: %v", err)
+	}
+	if got := kernelTable(t, d.nsPath); len(got) != 0 {
+		t.Errorf("IPVS table after sluice exited = %q, want empty", got)
+	}
 }
 
 // reload rewrites the configuration and sends SIGHUP.

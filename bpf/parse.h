@@ -58,6 +58,17 @@ struct packet {
 #define TCP_FLAG_RST 0x04
 #define TCP_FLAG_ACK 0x10
 
+/* ntohs_bounded is bpf_ntohs with a result the verifier knows is below 65536: Linux 6.1's
+ * verifier (Debian 12) forgets the bounds of a byte-swapped register and then refuses packet
+ * pointer arithmetic with it. The mask, hidden from the compiler by the asm, restates them. */
+static __always_inline __u32 ntohs_bounded(__be16 v)
+{
+	__u32 x = bpf_ntohs(v);
+
+	asm volatile("" : "+r"(x));
+	return x & 0xffff;
+}
+
 /* parse_ipv4 checks the IPv4 header at ip, fills the addresses and returns the transport
  * header's offset from ip and the datagram's length, or -1 with *reason set. */
 static __always_inline int parse_ipv4(void *data_end, struct iphdr *ip, struct packet *pkt,
@@ -65,7 +76,7 @@ static __always_inline int parse_ipv4(void *data_end, struct iphdr *ip, struct p
 				      enum lb_reason *reason)
 {
 	__u32 hdr_len;
-	__u16 tot_len;
+	__u32 tot_len;
 
 	if ((void *)(ip + 1) > data_end) {
 		*reason = PASS_TRUNCATED;
@@ -80,7 +91,7 @@ static __always_inline int parse_ipv4(void *data_end, struct iphdr *ip, struct p
 		*reason = PASS_TRUNCATED;
 		return -1;
 	}
-	tot_len = bpf_ntohs(ip->tot_len);
+	tot_len = ntohs_bounded(ip->tot_len);
 	if (tot_len < hdr_len) {
 		*reason = PASS_BAD_IP;
 		return -1;
@@ -122,7 +133,7 @@ static __always_inline int parse_ipv6(void *data_end, struct ipv6hdr *ip6, struc
 		*reason = PASS_BAD_IP;
 		return -1;
 	}
-	len = sizeof(*ip6) + bpf_ntohs(ip6->payload_len);
+	len = sizeof(*ip6) + ntohs_bounded(ip6->payload_len);
 	if ((void *)ip6 + len > data_end) {
 		*reason = PASS_TRUNCATED;
 		return -1;

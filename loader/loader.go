@@ -239,6 +239,9 @@ func (l *Loader) Apply(ctx context.Context, s director.Snapshot) error {
 	if l.closed {
 		return errors.New("apply snapshot: loader is closed")
 	}
+	// Connection-count tables built by this Apply share one fresh walk of the flow tables;
+	// counts from before it (a status call) may miss the flows that just arrived.
+	l.conns.counts = nil
 
 	var errs []error
 	want := make(map[director.ServiceKey]*director.Service, len(s.Services))

@@ -114,7 +114,7 @@ func (c MiscCheck) CheckWeight(ctx context.Context) (int, error) {
 	cmd := exec.Command(c.Path[0], c.Path[1:]...)
 	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
 	cmd.Dir = "/"
-	out := &limitedBuffer{max: maxMiscOutput}
+	out := &OutputBuffer{Max: maxMiscOutput}
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	// A descendant that left the group may hold the output pipe open: stop waiting for it.
@@ -211,23 +211,26 @@ func (c MiscCheck) String() string {
 	return fmt.Sprintf("MISC_CHECK %q [%v %v %d %q %q]", c.Path, c.CheckTimeout(), c.Dynamic, c.Weight, c.User, c.Group)
 }
 
-// limitedBuffer keeps the first max bytes written to it and discards the rest.
-type limitedBuffer struct {
+// OutputBuffer keeps the first Max bytes of a script's output and discards the rest, so a
+// chatty or hostile script cannot grow the daemon's memory. Safe for concurrent writes.
+type OutputBuffer struct {
+	Max int
+
 	mu  sync.Mutex
 	buf bytes.Buffer
-	max int
 }
 
-func (b *limitedBuffer) Write(p []byte) (int, error) {
+func (b *OutputBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if room := b.max - b.buf.Len(); room > 0 {
+	if room := b.Max - b.buf.Len(); room > 0 {
 		b.buf.Write(p[:min(len(p), room)])
 	}
 	return len(p), nil
 }
 
-func (b *limitedBuffer) String() string {
+// String returns what was kept.
+func (b *OutputBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()

@@ -14,7 +14,6 @@
 package notify
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -25,6 +24,7 @@ import (
 	"os/exec"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -540,7 +540,7 @@ func (n *Notifier) run(j job) {
 
 // command prepares a script's process: no shell, a fixed environment, in /, in its own
 // process group, as its user, after the security checks.
-func (n *Notifier) command(j job) (*exec.Cmd, *limitedBuffer, error) {
+func (n *Notifier) command(j job) (*exec.Cmd, *health.OutputBuffer, error) {
 	cred, err := health.ScriptCredential(j.user.User, j.user.Group)
 	if err != nil {
 		return nil, nil, err
@@ -562,7 +562,7 @@ func (n *Notifier) command(j job) (*exec.Cmd, *limitedBuffer, error) {
 	cmd.Args[0] = j.argv[0]
 	cmd.Env = []string{"PATH=" + scriptPath}
 	cmd.Dir = "/"
-	out := &limitedBuffer{max: maxScriptOutput}
+	out := &health.OutputBuffer{Max: maxScriptOutput}
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: cred}
 	// A descendant that left the group may hold the output pipe open: stop waiting for it.
@@ -589,26 +589,4 @@ func stateName(s vrrp.State) string {
 	return StateStop
 }
 
-func lower(s string) string { return string(bytes.ToLower([]byte(s))) }
-
-// limitedBuffer keeps the first max bytes written to it and discards the rest.
-type limitedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-	max int
-}
-
-func (b *limitedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if room := b.max - b.buf.Len(); room > 0 {
-		b.buf.Write(p[:min(len(p), room)])
-	}
-	return len(p), nil
-}
-
-func (b *limitedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+func lower(s string) string { return strings.ToLower(s) }

@@ -3,6 +3,7 @@ package config
 import (
 	"net/netip"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -74,7 +75,6 @@ func (p *parser) build(nodes []*node) *Config {
 			}
 			switch {
 			case ok && (vs.FWMark != 0 || vs.Group != ""):
-				p.warnf(n.pos, "virtual_server %s parsed, not supported yet: not served", vs.service())
 				cfg.OtherVirtualServers = append(cfg.OtherVirtualServers, vs)
 			case ok:
 				cfg.VirtualServers = append(cfg.VirtualServers, vs)
@@ -113,6 +113,10 @@ func (p *parser) build(nodes []*node) *Config {
 			if g, ok := p.virtualServerGroup(n); ok {
 				cfg.VirtualServerGroups = append(cfg.VirtualServerGroups, g)
 			}
+		case "bfd_instance":
+			if b, ok := p.bfdInstance(n); ok {
+				cfg.BFDInstances = append(cfg.BFDInstances, b)
+			}
 		case "SSL":
 			p.notYet(n, topLevelUnsupported)
 			cfg.SSL = p.sslBlock(n)
@@ -134,6 +138,7 @@ func (p *parser) build(nodes []*node) *Config {
 		}
 	}
 	p.dropUntrackedFileChecks(cfg.VirtualServers, cfg)
+	p.checkBFDNames(cfg)
 	p.dropUntrackedFileChecks(cfg.OtherVirtualServers, cfg)
 	// Instance defaults depend on global_defs, wherever in the file it is.
 	for i := range cfg.VRRPInstances {
@@ -307,32 +312,81 @@ func (p *parser) inheritable(n *node, in *inherited) bool {
 
 // lbKind parses lb_kind / lvs_method: NAT, DR, or TUN [type ipip|gue port N|gre] [csum options].
 func (p *parser) lbKind(n *node) (LBKind, bool) {
+	k, _, ok := p.lbKindTunnel(n)
+	return k, ok
+}
+
+// lbKindTunnel is lbKind with TUN's type and checksum option.
+func (p *parser) lbKindTunnel(n *node) (LBKind, Tunnel, bool) {
+	var tun Tunnel
 	t, ok := p.valueArgs(n, "NAT, DR or TUN")
 	if !ok {
-		return "", false
+		return "", tun, false
 	}
 	k := LBKind(strings.ToUpper(t.text))
 	switch k {
 	case NAT, DR, TUN:
 	default:
 		p.errorf(t.pos, "invalid %s %s: expected NAT, DR or TUN", n.name, quote(t.text))
-		return "", false
+		return "", tun, false
 	}
 	if string(k) != t.text {
 		p.warnf(t.pos, "%s %s accepted as %s; keepalived 2.2 only accepts upper case and would have used NAT", n.name, t.text, k)
 	}
 	rest := n.args[1:]
-	if k == TUN && len(rest) >= 2 && rest[0].text == "type" && rest[1].text == "ipip" {
-		rest = rest[2:]
-	}
-	if len(rest) > 0 {
-		if k == TUN {
-			p.warnf(rest[0].pos, "%s TUN options (%s ...) parsed, not supported yet: Sluice tunnels with ipip", n.name, rest[0].text)
-		} else {
+	if k != TUN {
+		if len(rest) > 0 {
 			p.warnf(rest[0].pos, "%s %s takes no options; extra %s and after ignored", n.name, k, rest[0].describe())
 		}
+		return k, tun, true
 	}
-	return k, true
+	if len(rest) >= 1 && rest[0].text == "type" {
+		if len(rest) < 2 {
+			p.errorf(rest[0].pos, "%s TUN type needs a value: expected ipip, gue port N or gre", n.name)
+			return "", tun, false
+		}
+		tun.Type = TunnelType(rest[1].text)
+		switch tun.Type {
+		case TunnelIPIP, TunnelGRE:
+			rest = rest[2:]
+		case TunnelGUE:
+			if len(rest) < 4 || rest[2].text != "port" {
+				p.errorf(rest[1].pos, "%s TUN type gue needs a port: expected type gue port N", n.name)
+				return "", tun, false
+			}
+			v, err := strconv.ParseUint(rest[3].text, 10, 16)
+			if err != nil || v == 0 {
+				p.errorf(rest[3].pos, "invalid %s TUN gue port %s: expected 1-65535", n.name, quote(rest[3].text))
+				return "", tun, false
+			}
+			tun.Port = uint16(v)
+			rest = rest[4:]
+		default:
+			p.errorf(rest[1].pos, "invalid %s TUN type %s: expected ipip, gue or gre", n.name, quote(rest[1].text))
+			return "", tun, false
+		}
+	}
+	if len(rest) >= 1 {
+		switch c := rest[0].text; {
+		case c == "nocsum" || c == "csum" && tun.Type != "" && tun.Type != TunnelIPIP ||
+			c == "remcsum" && tun.Type == TunnelGUE:
+			tun.Csum = c
+			if c != "nocsum" {
+				p.warnf(rest[0].pos, "%s TUN %s parsed, not supported yet: Sluice sends tunnels without checksums (nocsum)", n.name, c)
+			}
+			rest = rest[1:]
+		case c == "csum" || c == "remcsum":
+			p.errorf(rest[0].pos, "%s TUN %s needs type gue%s", n.name, c, map[bool]string{true: " or gre"}[c == "csum"])
+			return "", tun, false
+		}
+	}
+	if len(rest) > 0 {
+		p.warnf(rest[0].pos, "%s TUN options: extra %s and after ignored", n.name, rest[0].describe())
+	}
+	if tun.Type == TunnelIPIP {
+		tun.Type = ""
+	}
+	return k, tun, true
 }
 
 // valueArgs is value for keywords whose trailing arguments the caller checks itself.
@@ -452,11 +506,11 @@ func (p *parser) virtualServer(n *node) (vs VirtualServer, ok, identified bool) 
 			}
 			fail(ok)
 		case "lb_kind", "lvs_method":
-			k, ok := p.lbKind(c)
-			vs.LBKind = k
+			k, tun, ok := p.lbKindTunnel(c)
+			vs.LBKind, vs.Tunnel = k, tun
 			fail(ok)
 		case "protocol":
-			t, ok := p.value(c, "TCP or UDP")
+			t, ok := p.value(c, "TCP, UDP or SCTP")
 			if ok {
 				switch strings.ToUpper(t.text) {
 				case "TCP":
@@ -464,10 +518,9 @@ func (p *parser) virtualServer(n *node) (vs VirtualServer, ok, identified bool) 
 				case "UDP":
 					vs.Protocol = UDP
 				case "SCTP":
-					p.errorf(t.pos, "protocol SCTP is not supported yet: expected TCP or UDP")
-					ok = false
+					vs.Protocol = SCTP
 				default:
-					p.errorf(t.pos, "invalid protocol %s: expected TCP or UDP", quote(t.text))
+					p.errorf(t.pos, "invalid protocol %s: expected TCP, UDP or SCTP", quote(t.text))
 					ok = false
 				}
 			}
@@ -608,8 +661,8 @@ func (p *parser) realServer(n *node) (realServerDraft, bool) {
 			d.in.inhibit = &v
 			ok = ok && vok
 		case "lb_kind", "lvs_method":
-			k, vok := p.lbKind(c)
-			d.rs.LBKind = k
+			k, tun, vok := p.lbKindTunnel(c)
+			d.rs.LBKind, d.rs.Tunnel = k, tun
 			ok = ok && vok
 		case "delay_loop":
 			v, vok := p.timerValue(c, time.Microsecond, maxTimer)
@@ -632,17 +685,10 @@ func (p *parser) realServer(n *node) (realServerDraft, bool) {
 			ok = ok && cok
 		default:
 			if contains(checkers, c.name) {
-				// Every checker runs (health/) except BFD_CHECK.
-				unsupported := CheckerKind(c.name) == KindBFD
-				if unsupported {
-					p.warnf(c.pos, "%s parsed, not supported yet", c.name)
-				}
+				// Every checker runs (health/).
 				g, cok := p.checker(c, CheckerKind(c.name))
 				if cok {
 					d.checkers = append(d.checkers, g)
-					if unsupported {
-						d.rs.UnsupportedCheckers = append(d.rs.UnsupportedCheckers, c.name)
-					}
 				}
 				ok = ok && cok
 				continue

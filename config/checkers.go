@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/binary"
 	"encoding/hex"
 	"net/netip"
 	"strconv"
@@ -787,6 +788,7 @@ func (p *parser) virtualServerGroup(n *node) (VirtualServerGroup, bool) {
 	if !p.needBlock(n) {
 		return g, false
 	}
+	total := uint64(0) // addresses so far, to cap the expansion
 	for _, c := range n.children {
 		if c.hasBlock {
 			p.errorf(c.open, "unexpected block in virtual_server_group: expected IP[-RANGE] [PORT] or fwmark N on each line")
@@ -809,6 +811,12 @@ func (p *parser) virtualServerGroup(n *node) (VirtualServerGroup, bool) {
 			e.FWMark = uint32(v)
 			if len(c.args) > 1 {
 				e.Family = c.args[1].text
+				if e.Family != "inet" && e.Family != "inet6" {
+					p.errorf(c.args[1].pos, "invalid fwmark family %s: expected inet or inet6", quote(e.Family))
+					ok = false
+					continue
+				}
+				p.extraArgs(c, 2)
 			}
 			g.Entries = append(g.Entries, e)
 			continue
@@ -819,6 +827,14 @@ func (p *parser) virtualServerGroup(n *node) (VirtualServerGroup, bool) {
 			ok = false
 			continue
 		}
+		n := rangeSize(first, last)
+		if total+n > MaxGroupAddresses {
+			p.errorf(c.pos, "virtual_server_group %s: %s brings the group to %s addresses, more than the %d a group may serve: expected a smaller range",
+				g.Name, c.name, rangeCount(total, n), MaxGroupAddresses)
+			ok = false
+			continue
+		}
+		total += n
 		e.First, e.Last = first, last
 		if len(c.args) > 0 {
 			port, good := p.portArg("virtual_server_group port", c.args[0], 0)
@@ -831,6 +847,47 @@ func (p *parser) virtualServerGroup(n *node) (VirtualServerGroup, bool) {
 		g.Entries = append(g.Entries, e)
 	}
 	return g, ok
+}
+
+// rangeSize is how many addresses first..last holds, saturated beyond MaxGroupAddresses.
+func rangeSize(first, last netip.Addr) uint64 {
+	f, l := first.As16(), last.As16()
+	fhi, flo := binary.BigEndian.Uint64(f[:8]), binary.BigEndian.Uint64(f[8:])
+	lhi, llo := binary.BigEndian.Uint64(l[:8]), binary.BigEndian.Uint64(l[8:])
+	switch {
+	case lhi != fhi || llo < flo:
+		if lhi < fhi || (lhi == fhi && llo < flo) {
+			return 0
+		}
+		return MaxGroupAddresses + 1
+	case llo-flo >= MaxGroupAddresses:
+		return MaxGroupAddresses + 1
+	}
+	return llo - flo + 1
+}
+
+// rangeCount describes a running total of group addresses for the cap's error message.
+func rangeCount(total, n uint64) string {
+	if n > MaxGroupAddresses || total > MaxGroupAddresses {
+		return sprintf("more than %d", MaxGroupAddresses)
+	}
+	return sprintf("%d", total+n)
+}
+
+// Addresses lists the addresses of entry's range, first to last; none for a fwmark entry. The
+// parser has capped the range at MaxGroupAddresses.
+func (e VSGroupEntry) Addresses() []netip.Addr {
+	if e.FWMark != 0 || !e.First.IsValid() {
+		return nil
+	}
+	var out []netip.Addr
+	for a := e.First; len(out) <= MaxGroupAddresses; a = a.Next() {
+		out = append(out, a)
+		if a == e.Last || !a.IsValid() {
+			break
+		}
+	}
+	return out
 }
 
 // parseAddrRange parses ADDR, ADDR-LASTPART (192.168.200.3-10, 2001:db8::1-ff),

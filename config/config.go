@@ -73,12 +73,16 @@ type Config struct {
 	VirtualServers []VirtualServer
 	VRRPInstances  []VRRPInstance
 	// OtherVirtualServers are `virtual_server fwmark N` and `virtual_server group NAME`
-	// services: parsed and validated, not served yet (each has a warning). Their Addr is zero.
+	// services; their Addr is zero. The director serves a group as one service per address
+	// and port of its virtual_server_group (Group.Services), and firewall marks on the IPVS
+	// data plane only (XDP runs before netfilter marks packets).
 	OtherVirtualServers []VirtualServer
 	VirtualServerGroups []VirtualServerGroup
 	VRRPScripts         []VRRPScript
 	VRRPSyncGroups      []VRRPSyncGroup
 	TrackFiles          []TrackFile
+	// BFDInstances are the bfd_instance blocks, which BFD_CHECK and track_bfd name.
+	BFDInstances []BFDInstance
 	// SSL is the top-level SSL block SSL_GET checkers use; nil when absent.
 	SSL      *SSLConfig
 	Warnings []Warning
@@ -161,10 +165,28 @@ type NotifyFIFO struct {
 // Protocol is a transport protocol of a virtual server.
 type Protocol string
 
-// Protocols keepalived accepts for virtual_server.
+// Protocols keepalived accepts for virtual_server. SCTP is served by the IPVS data plane only.
 const (
-	TCP Protocol = "TCP"
-	UDP Protocol = "UDP"
+	TCP  Protocol = "TCP"
+	UDP  Protocol = "UDP"
+	SCTP Protocol = "SCTP"
+)
+
+// Tunnel is lb_kind TUN's `type ipip|gue port N|gre [nocsum|csum|remcsum]`; zero is ipip.
+type Tunnel struct {
+	Type TunnelType
+	Port uint16 // gue: the UDP port the real server decapsulates on
+	Csum string // "", "nocsum", "csum" or "remcsum" (gue only)
+}
+
+// TunnelType is a TUN encapsulation.
+type TunnelType string
+
+// Tunnel types; the empty type is ipip.
+const (
+	TunnelIPIP TunnelType = "ipip"
+	TunnelGUE  TunnelType = "gue"
+	TunnelGRE  TunnelType = "gre"
 )
 
 // LBKind is a forwarding method (lb_kind / lvs_method).
@@ -189,6 +211,7 @@ type VirtualServer struct {
 	Protocol     Protocol      // default UDP, as keepalived (with a warning: most configs mean TCP)
 	LBAlgo       string        // lb_algo / lvs_sched; default "wlc" as in keepalived
 	LBKind       LBKind        // lb_kind / lvs_method; default NAT as in keepalived
+	Tunnel       Tunnel        // lb_kind TUN's type and options
 	DelayLoop    time.Duration // default 60s
 	// Persistence is persistence_timeout; zero means none.
 	Persistence time.Duration
@@ -224,6 +247,10 @@ type VirtualServerGroup struct {
 	Entries []VSGroupEntry
 }
 
+// MaxGroupAddresses is how many addresses a virtual_server_group may expand to in all: the
+// XDP data plane holds 1024 services, and a range beyond that is almost always a typo.
+const MaxGroupAddresses = 1024
+
 // VSGroupEntry is one line of a virtual_server_group: an address range and port, or a fwmark.
 type VSGroupEntry struct {
 	First  netip.Addr // first address of the range; zero for a fwmark entry
@@ -240,6 +267,7 @@ type RealServer struct {
 	Port   uint16
 	Weight int    // default 1
 	LBKind LBKind // per-real-server override; empty means the virtual server's
+	Tunnel Tunnel // with LBKind TUN: its type and options
 	// InhibitOnFailure sets weight 0 instead of removing the server when its checks fail.
 	InhibitOnFailure bool
 	// DelayLoop overrides the virtual server's delay_loop when non-zero.
@@ -258,9 +286,9 @@ type RealServer struct {
 	LThreshold  int
 	Alpha       bool   // start down until checks pass (real_server alpha, else virtual_server's)
 	Virtualhost string // for HTTP_GET / SSL_GET: the real server's, else the virtual server's
-	// UnsupportedCheckers names each checker block Sluice does not run yet (BFD_CHECK), once
-	// per block, so the director can tell that the server's health is not fully known. Their
-	// settings are in Checkers.
+	// UnsupportedCheckers names each checker block Sluice does not run yet, once per block, so
+	// the director can tell that the server's health is not fully known; every checker runs
+	// now, so it is empty. Their settings are in Checkers.
 	UnsupportedCheckers []string
 }
 
@@ -300,6 +328,7 @@ type VRRPInstance struct {
 	UnicastPeers []UnicastPeer
 	UnicastTTL   int
 	McastSrcIP   netip.Addr
+	McastDstIP   netip.Addr // mcast_dst_ip: the instance's advert group; unset: global_defs'
 
 	TrackInterfaces []TrackInterface
 	TrackScripts    []TrackRef

@@ -113,18 +113,17 @@ func ConvertIPVSADM(name string, r io.Reader) ([]byte, error) {
 				return val
 			}
 			switch opt {
-			case "-t", "--tcp-service", "-u", "--udp-service":
-				proto = map[bool]string{true: "TCP", false: "UDP"}[opt == "-t" || opt == "--tcp-service"]
+			case "-t", "--tcp-service", "-u", "--udp-service", "-z", "--sctp-service":
+				proto = map[string]string{"-t": "TCP", "--tcp-service": "TCP", "-u": "UDP", "--udp-service": "UDP"}[opt]
+				if proto == "" {
+					proto = "SCTP"
+				}
 				ap, err := parseHostPort(need())
 				if err != nil {
 					fail(line, "%v", err)
 					bad = true
 				}
 				svc = ap
-			case "--sctp-service", "--sctp":
-				fail(line, "SCTP services are not supported: expected TCP (-t), UDP (-u) or fwmark (-f)")
-				bad = true
-				j++
 			case "-f", "--fwmark-service":
 				v, err := parseInt(need(), 1, 4294967295)
 				if err != nil {

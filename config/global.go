@@ -87,8 +87,8 @@ func (p *parser) globalField(n *node, g *GlobalDefs) bool {
 		}
 	case "vrrp_mcast_group6":
 		if a, ok := p.addrValue(n); ok {
-			if a.Is4() || !a.IsMulticast() {
-				p.errorf(n.args[0].pos, "invalid vrrp_mcast_group6 %s: expected an IPv6 multicast address", a)
+			if a.Is4() || !a.IsLinkLocalMulticast() {
+				p.errorf(n.args[0].pos, "invalid vrrp_mcast_group6 %s: expected a link-local IPv6 multicast address (ffX2::)", a)
 			} else {
 				g.VRRPMcastGroup6 = a
 			}

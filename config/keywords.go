@@ -7,13 +7,13 @@ import "strings"
 // candidates for "did you mean". Taken from keepalived.conf(5) and keepalived's parsers.
 var (
 	topLevelUnsupported = []string{
-		"bfd_instance", "child_wait_time", "garp_group", "instance", "interface_up_down_delays", "linkbeat_interfaces",
+		"child_wait_time", "garp_group", "instance", "interface_up_down_delays", "linkbeat_interfaces",
 		"namespace_with_ipsets", "net_namespace", "net_namespace_ipvs", "SSL", "static_ipaddress",
 		"static_routes", "static_rules", "track_process", "use_pid_dir",
-		"virtual_server_group", "vrrp_track_process",
+		"vrrp_track_process",
 	}
-	topLevelSupported = []string{"global_defs", "virtual_server", "vrrp_instance", "include",
-		"track_file", "vrrp_script", "vrrp_sync_group", "vrrp_track_file"}
+	topLevelSupported = []string{"bfd_instance", "global_defs", "virtual_server", "vrrp_instance", "include",
+		"track_file", "virtual_server_group", "vrrp_script", "vrrp_sync_group", "vrrp_track_file"}
 
 	globalDefsUnsupported = []string{
 		"bfd_cpu_affinity", "bfd_no_swap", "bfd_priority", "bfd_process_name", "bfd_rlimit_rttime",
@@ -38,7 +38,7 @@ var (
 		"vrrp_garp_lower_prio_delay", "vrrp_garp_lower_prio_repeat",
 		"vrrp_garp_master_refresh", "vrrp_garp_master_refresh_repeat",
 		"vrrp_gna_interval", "vrrp_higher_prio_send_advert", "vrrp_ipsets", "vrrp_iptables",
-		"vrrp_lower_prio_no_advert", "vrrp_mcast_group4", "vrrp_mcast_group6", "vrrp_min_garp",
+		"vrrp_lower_prio_no_advert", "vrrp_min_garp",
 		"vrrp_netlink_cmd_rcv_bufs", "vrrp_netlink_cmd_rcv_bufs_force",
 		"vrrp_netlink_monitor_rcv_bufs", "vrrp_netlink_monitor_rcv_bufs_force", "vrrp_no_swap",
 		"vrrp_notify_priority_changes",
@@ -51,7 +51,7 @@ var (
 		"no_email_faults", "notification_email", "notification_email_from", "notify_fifo",
 		"notify_fifo_script", "router_id", "script_user", "smtp_alert", "smtp_alert_checker",
 		"smtp_alert_vrrp", "smtp_connect_timeout", "smtp_helo_name", "smtp_server",
-		"vrrp_notify_fifo", "vrrp_notify_fifo_script",
+		"vrrp_mcast_group4", "vrrp_mcast_group6", "vrrp_notify_fifo", "vrrp_notify_fifo_script",
 	}
 
 	virtualServerUnsupported = []string{
@@ -69,7 +69,7 @@ var (
 		"sh-fallback", "sh-port", "weight",
 	}
 
-	// checkers are the health checkers a real_server may hold; all but BFD_CHECK run.
+	// checkers are the health checkers a real_server may hold; all run.
 	checkers = []string{
 		"BFD_CHECK", "DNS_CHECK", "FILE_CHECK", "HTTP_GET", "MISC_CHECK", "PING_CHECK",
 		"SMTP_CHECK", "SSL_GET", "TCP_CHECK", "UDP_CHECK",
@@ -95,19 +95,20 @@ var (
 		"accept", "check_unicast_src", "debug", "down_timer_adverts",
 		"garp_extra_if", "garp_lower_prio_delay", "garp_lower_prio_repeat", "garp_master_refresh_repeat",
 		"gna_interval", "kernel_rx_buf_size", "linkbeat_use_polling",
-		"lower_prio_no_advert", "mcast_dst_ip", "native_ipv6", "no_accept", "notify_deleted",
+		"lower_prio_no_advert", "native_ipv6", "no_accept", "notify_deleted",
 		"notify_master_rx_lower_pri", "notify_priority_changes", "old_unicast_checksum", "promote_secondaries",
 		"skip_check_adv_addr", "strict_mode", "track_bfd",
-		"track_process", "track_src_ip", "unicast_fault_no_peer", "unicast_ttl",
-		"use_ipvlan", "use_vmac", "use_vmac_addr", "virtual_ipaddress_excluded", "virtual_routes",
-		"virtual_rules", "vmac_xmit_base",
+		"track_process", "track_src_ip", "unicast_fault_no_peer",
+		"use_ipvlan", "use_vmac_addr", "virtual_ipaddress_excluded", "virtual_routes",
+		"virtual_rules",
 	}
 	vrrpInstanceSupported = []string{
 		"advert_int", "authentication", "garp_master_delay", "garp_master_refresh", "garp_master_repeat",
 		"notify", "notify_backup", "notify_fault", "notify_master", "notify_stop", "smtp_alert",
 		"dont_track_primary", "higher_prio_send_advert", "track_file", "track_interface", "track_script",
-		"interface", "mcast_src_ip", "nopreempt", "preempt", "preempt_delay", "priority", "state",
-		"unicast_peer", "unicast_src_ip", "version", "virtual_ipaddress", "virtual_router_id",
+		"interface", "mcast_dst_ip", "mcast_src_ip", "nopreempt", "preempt", "preempt_delay", "priority", "state",
+		"unicast_peer", "unicast_src_ip", "unicast_ttl", "use_vmac", "version", "virtual_ipaddress", "virtual_router_id",
+		"vmac_xmit_base",
 	}
 )
 

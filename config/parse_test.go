@@ -35,7 +35,7 @@ var skeletonOpts = append([]cmp.Option{
 		"VRRPGARPMasterDelay", "VRRPGARPMasterRepeat", "VRRPGARPMasterRefresh", "VRRPGARPInterval", "VRRPGNAInterval",
 		"VRRPSkipCheckAdvAddr", "VRRPStartupDelay", "ScriptUser", "ScriptGroup", "EnableScriptSecurity",
 		"DynamicInterfaces", "MaxAutoPriority", "LVSSyncDaemon"),
-	cmpopts.IgnoreFields(Config{}, "VRRPScripts", "VRRPSyncGroups", "TrackFiles", "SSL"),
+	cmpopts.IgnoreFields(Config{}, "VRRPScripts", "VRRPSyncGroups", "TrackFiles", "SSL", "BFDInstances"),
 }, cmpOpts...)
 
 func addr(s string) netip.Addr { return netip.MustParseAddr(s) }
@@ -158,7 +158,7 @@ func TestParseFileErrors(t *testing.T) {
 			want: []string{
 				`testdata/bad_values.conf:1:16: invalid virtual_server address "10.0.0.300": expected an IPv4 or IPv6 address`,
 				`testdata/bad_values.conf:4:25: invalid virtual_server port "http": expected an integer in 0..65535`,
-				`testdata/bad_values.conf:8:12: protocol SCTP is not supported yet: expected TCP or UDP`,
+				`testdata/bad_values.conf:8:12: invalid protocol "SCTPX": expected TCP, UDP or SCTP`,
 				`testdata/bad_values.conf:9:11: invalid lb_algo "roundrobin": expected one of rr, wrr, lc, wlc, lblc, lblcr, dh, sh, sed, nq, fo, ovf, mh, twos`,
 				`testdata/bad_values.conf:10:11: invalid lb_kind "DSR": expected NAT, DR or TUN`,
 				`testdata/bad_values.conf:11:3: delay_loop needs a value: expected seconds in 0.000001..2147483647`,
@@ -231,7 +231,7 @@ func TestParseErrors(t *testing.T) {
 		}},
 		{"address with zone", "virtual_server fe80::1%eth0 80 {\n}\n", []string{`t.conf:1:16: invalid virtual_server address "fe80::1%eth0": expected an IPv4 or IPv6 address without a %zone`}},
 		{"port 0 without persistence", "virtual_server 10.0.0.1 {\nprotocol TCP\n}\n", []string{"t.conf:1:1: virtual_server 10.0.0.1 has port 0: expected a port in 1..65535, or persistence_timeout for an all-ports service"}},
-		{"unknown protocol", vs("protocol ICMP"), []string{`t.conf:3:10: invalid protocol "ICMP": expected TCP or UDP`}},
+		{"unknown protocol", vs("protocol ICMP"), []string{`t.conf:3:10: invalid protocol "ICMP": expected TCP, UDP or SCTP`}},
 		{"scheduler names are lower case", vs("lvs_sched WRR"), []string{`t.conf:3:11: invalid lvs_sched "WRR": expected one of rr, wrr, lc, wlc, lblc, lblcr, dh, sh, sed, nq, fo, ovf, mh, twos`}},
 		{"negative delay_loop", vs("delay_loop -1"), []string{`t.conf:3:12: invalid delay_loop "-1": expected seconds in 0.000001..2147483647 with at most 6 decimal places`}},
 		{"delay_loop zero", vs("delay_loop 0"), []string{`t.conf:3:12: invalid delay_loop "0": out of range, expected seconds in 0.000001..2147483647 with at most 6 decimal places`}},
@@ -326,7 +326,6 @@ func TestParseWarnings(t *testing.T) {
 		{"typo suggests a supported keyword", vs("dealy_loop 5"), []string{"t.conf:1:1: virtual_server 10.0.0.1 80 has no real servers", `t.conf:3:1: unknown keyword "dealy_loop" in virtual_server, ignored; did you mean delay_loop?`}},
 		{"case typo suggests a checker", vs("real_server 10.0.1.1 80 {\ntcp_check {\n}\n}"), []string{`t.conf:4:1: unknown keyword "tcp_check" in real_server, ignored; did you mean TCP_CHECK?`}},
 		{"virtual_server group undefined", "virtual_server group web {\nprotocol TCP\nreal_server 10.0.0.1 80 {\n}\n}\n", []string{
-			"t.conf:1:1: virtual_server group web parsed, not supported yet: not served",
 			"t.conf:1:1: virtual_server group web: no virtual_server_group web is defined, so it serves no address",
 		}},
 		{"duplicate virtual_server", vs("protocol TCP\nreal_server 10.0.1.1 80 {\n}") + vs("protocol TCP"), []string{
@@ -335,14 +334,15 @@ func TestParseWarnings(t *testing.T) {
 		}},
 		{"known top-level block", "static_routes {\n}\n", []string{"t.conf:1:1: static_routes parsed, not supported yet"}},
 		{"tracking blocks are supported", "vrrp_script chk {\nscript x\n}\nvrrp_sync_group G {\n}\ntrack_file f {\nfile /x\n}\n", nil},
-		{"unsupported checker", vs("real_server 10.0.1.1 80 {\nBFD_CHECK {\nname b1\n}\n}"), []string{"t.conf:4:1: BFD_CHECK parsed, not supported yet"}},
+		{"BFD_CHECK without its bfd_instance", vs("real_server 10.0.1.1 80 {\nBFD_CHECK {\nname b1\n}\n}"), []string{"t.conf:4:1: BFD_CHECK bfd_instance b1 not found: checker ignored as keepalived does"}},
+		{"BFD_CHECK with its bfd_instance", "bfd_instance b1 {\nneighbor_ip 10.0.1.1\n}\n" + vs("real_server 10.0.1.1 80 {\nBFD_CHECK {\nname b1\n}\n}"), nil},
 		{"supported checker", vs("real_server 10.0.1.1 80 {\nMISC_CHECK {\nmisc_path /bin/true\n}\n}"), nil},
 		{"unsupported checker option", vs("real_server 10.0.1.1 80 {\nTCP_CHECK {\nbind_port 1000\n}\n}"), []string{"t.conf:5:1: bind_port parsed, not supported yet"}},
 		{"global_defs keyword", "global_defs {\nrouter_id a\nlvs_flush\n}\n", []string{"t.conf:3:1: lvs_flush parsed, not supported yet"}},
 		{"no protocol defaults to UDP", "virtual_server 10.0.0.1 53 {\nreal_server 10.0.1.1 53 {\n}\n}\n", []string{"t.conf:1:1: virtual_server 10.0.0.1 53 has no protocol: using UDP as keepalived does; add protocol TCP if that was meant"}},
 		{"no real servers", vs(""), []string{"t.conf:1:1: virtual_server 10.0.0.1 80 has no real servers"}},
 		{"lower-case lb_kind", vs("lb_kind dr\nreal_server 10.0.1.1 80 {\n}"), []string{"t.conf:3:9: lb_kind dr accepted as DR; keepalived 2.2 only accepts upper case and would have used NAT"}},
-		{"TUN options", vs("lb_kind TUN type gue port 6080\nreal_server 10.0.1.1 80 {\n}"), []string{"t.conf:3:13: lb_kind TUN options (type ...) parsed, not supported yet: Sluice tunnels with ipip"}},
+		{"TUN gue is fine", vs("lb_kind TUN type gue port 6080\nreal_server 10.0.1.1 80 {\n}"), nil},
 		{"TUN ipip is fine", vs("lb_kind TUN type ipip\nreal_server 10.0.1.1 80 {\n}"), nil},
 		{"extra arguments", vs("delay_loop 5 10\nreal_server 10.0.1.1 80 {\nweight 1 inhibit_on_failure\n}"), []string{
 			`t.conf:3:14: delay_loop takes 1 value(s); extra "10" and after ignored`,
@@ -350,9 +350,9 @@ func TestParseWarnings(t *testing.T) {
 		}},
 		{"DR port reset", vs("lb_kind DR\nreal_server 10.0.1.1 8080 {\n}"), []string{"t.conf:4:22: real_server 10.0.1.1 port 8080 differs from virtual_server port 80; DR cannot change ports, using 80 as keepalived does"}},
 		{"lower-case state", "vrrp_instance VI {\nvirtual_router_id 1\nstate master\n}\n", []string{"t.conf:3:7: state master accepted as MASTER; keepalived 2.2 only accepts upper case and would have used BACKUP"}},
-		// nopreempt, unicast_peer and track_interface are implemented; use_vmac not yet.
-		{"vrrp keywords", "vrrp_instance VI {\nvirtual_router_id 1\nnopreempt\nunicast_peer {\n10.0.0.2\n}\ntrack_interface {\neth1 weight -10 reverse\n}\nhigher_prio_send_advert\nuse_vmac\n}\n", []string{
-			"t.conf:11:1: use_vmac parsed, not supported yet",
+		// nopreempt, unicast_peer, track_interface and use_vmac are implemented; use_ipvlan not yet.
+		{"vrrp keywords", "vrrp_instance VI {\nvirtual_router_id 1\nnopreempt\nunicast_peer {\n10.0.0.2\n}\ntrack_interface {\neth1 weight -10 reverse\n}\nhigher_prio_send_advert\nuse_vmac\nuse_ipvlan\n}\n", []string{
+			"t.conf:12:1: use_ipvlan parsed, not supported yet",
 		}},
 		{"vip options listed once", "vrrp_instance VI {\nvirtual_router_id 1\nvirtual_ipaddress {\n10.0.0.1/24 dev eth0 label eth0:1\n10.0.0.2 dev eth0\n}\n}\n", []string{
 			"t.conf:4:13: virtual_ipaddress options (dev, label) parsed, not supported yet: addresses go on the instance's interface",

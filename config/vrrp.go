@@ -113,7 +113,7 @@ type TrackFile struct {
 // skeleton's; they stay in vrrpInstanceUnsupported (warned about) until VRRP runs them.
 var vrrpInstanceTyped = []string{
 	"accept", "advert_int", "authentication", "dont_track_primary", "garp_master_delay",
-	"garp_master_refresh", "garp_master_refresh_repeat", "garp_master_repeat", "mcast_src_ip",
+	"garp_master_refresh", "garp_master_refresh_repeat", "garp_master_repeat", "mcast_dst_ip", "mcast_src_ip",
 	"no_accept", "nopreempt", "notify", "notify_backup", "notify_deleted", "notify_fault",
 	"notify_master", "notify_stop", "preempt", "preempt_delay", "smtp_alert", "strict_mode",
 	"track_file", "track_interface", "track_process", "track_script", "track_bfd", "higher_prio_send_advert",
@@ -162,6 +162,16 @@ func (p *parser) vrrpField(n *node, vi *VRRPInstance, ok *bool) bool {
 	case "mcast_src_ip":
 		a, good := p.addrValue(n)
 		vi.McastSrcIP = a
+		fail(good)
+	case "mcast_dst_ip":
+		a, good := p.addrValue(n)
+		if good && (!a.IsMulticast() || a.Is6() && !a.IsLinkLocalMulticast()) {
+			p.errorf(n.args[0].pos, "invalid mcast_dst_ip %s: expected an IPv4 or link-local IPv6 (ffX2::) multicast address", a)
+			good = false
+		}
+		if good {
+			vi.McastDstIP = a
+		}
 		fail(good)
 	case "unicast_peer":
 		peers, good := p.unicastPeers(n)

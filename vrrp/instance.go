@@ -66,14 +66,29 @@ type Config struct {
 	// UnicastSrc is unicast_src_ip; unset: the first IPv4 address of the interface, or its
 	// IPv6 link-local address.
 	UnicastSrc netip.Addr
-	// UnicastPeers are unicast_peer; empty: multicast to 224.0.0.18 / ff02::12.
+	// UnicastPeers are unicast_peer; empty: multicast to McastGroup.
 	UnicastPeers []netip.Addr
+	// UnicastTTL is unicast_ttl: the TTL / hop limit of adverts sent to unicast peers, 1-255;
+	// 0 means 255.
+	UnicastTTL int
+	// McastGroup is the multicast group adverts are sent to and accepted from: mcast_dst_ip,
+	// else global_defs vrrp_mcast_group4/6; unset: 224.0.0.18 / ff02::12. IPv6 groups must be
+	// link-local (ffX2::/16). Unused with UnicastPeers.
+	McastGroup netip.Addr
 	// GARPMasterDelay, GARPMasterRepeat and GARPMasterRefresh are garp_master_delay (second
 	// burst after becoming master; 0: none), garp_master_repeat (announcements per address
 	// per burst; 0: DefaultGARPMasterRepeat) and garp_master_refresh (0: off).
 	GARPMasterDelay   time.Duration
 	GARPMasterRepeat  int
 	GARPMasterRefresh time.Duration
+	// UseVMAC is use_vmac: the VIPs go on a macvlan (private mode) of Interface named VMACName
+	// (default "vrrp.VRID") with the MAC 00:00:5e:00:01:VRID, created at start and removed at
+	// stop, so clients keep one MAC for the VIPs whichever node is master. Adverts and
+	// gratuitous ARPs are sent from it, or adverts from Interface with VMACXmitBase
+	// (vmac_xmit_base). IPv4 only for now.
+	UseVMAC      bool
+	VMACName     string
+	VMACXmitBase bool
 	// HigherPrioSendAdvert is higher_prio_send_advert: send one advert before yielding to a
 	// higher-priority master, which then re-announces the VIPs (heals split brain's ARP caches).
 	HigherPrioSendAdvert bool
@@ -142,6 +157,7 @@ const (
 	ReasonAddresses Reason = "addresses"  // address list differs (and not from the owner)
 	ReasonOwner     Reason = "owner"      // we own the addresses: adverts are not for us
 	ReasonPeer      Reason = "peer"       // source is not a unicast_peer
+	ReasonGroup     Reason = "group"      // multicast to another group than ours
 	ReasonSelf      Reason = "self"       // our own advert looped back
 	ReasonOther     Reason = "unexpected" // anything else Unmarshal refused
 )
@@ -168,10 +184,12 @@ type Instance struct {
 	conn   PacketConn
 	ann    Announcer
 	nl     Netlink
-	link   netlink.Link
+	link   netlink.Link // Interface, followed for FAULT
+	vipIf  netlink.Link // where the VIPs go: Interface, or the VMAC
 	log    *slog.Logger
 	src    netip.Addr
 	dsts   []netip.Addr
+	group  netip.Addr // multicast group; unset with unicast peers
 	vips   []netip.Addr
 	auth   [AuthDataLen]byte
 	events chan Event
@@ -233,10 +251,8 @@ func New(cfg Config) (*Instance, error) {
 	}
 	in.dsts = cfg.UnicastPeers
 	if len(in.dsts) == 0 {
-		in.dsts = []netip.Addr{GroupIPv4}
-		if !v4 {
-			in.dsts = []netip.Addr{GroupIPv6}
-		}
+		in.group = cfg.McastGroup // validated
+		in.dsts = []netip.Addr{in.group}
 	}
 	if err := in.open(v4); err != nil {
 		in.Close()
@@ -288,9 +304,22 @@ func (in *Instance) open(v4 bool) error {
 	if err != nil {
 		return fmt.Errorf("find interface %s: %w", in.cfg.Interface, err)
 	}
-	in.link = link
+	in.link, in.vipIf = link, link
+	vipName, sockName := in.cfg.Interface, in.cfg.Interface
+	if in.cfg.UseVMAC {
+		v, err := createVMAC(in.nl, link, in.cfg.VMACName, VMACAddr(in.cfg.VRID, v4))
+		if err != nil {
+			return err
+		}
+		// Closed after the sockets on it (closers run in reverse).
+		in.closers = append(in.closers, closerFunc(v.remove))
+		in.vipIf, vipName = v.link, in.cfg.VMACName
+		if !in.cfg.VMACXmitBase {
+			sockName = vipName
+		}
+	}
 	if in.conn == nil {
-		c, err := Listen(in.cfg.Interface, in.src, len(in.cfg.UnicastPeers) == 0)
+		c, err := ListenWith(sockName, in.src, ListenOptions{Group: in.group, UnicastTTL: in.cfg.UnicastTTL})
 		if err != nil {
 			return err
 		}
@@ -304,7 +333,11 @@ func (in *Instance) open(v4 bool) error {
 				src6, _ = primaryAddr(in.cfg.Interface, false)
 			}
 		}
-		a, err := NewAnnouncer(in.cfg.Interface, v4, src6)
+		newAnn := func() (Announcer, error) { return NewAnnouncer(vipName, v4, src6) }
+		if in.cfg.UseVMAC {
+			newAnn = func() (Announcer, error) { return newVMACAnnouncer(vipName) }
+		}
+		a, err := newAnn()
 		if err != nil {
 			return err
 		}
@@ -362,6 +395,22 @@ func validate(c *Config) error {
 		if !p.IsValid() || p.Addr().Is4() != v4 || p.Addr().Is4In6() {
 			return fmt.Errorf("virtual address %s: all must be valid and of one family", p)
 		}
+	}
+	g, err := mcastGroup(c.McastGroup, v4)
+	if err != nil {
+		return err
+	}
+	c.McastGroup = g
+	if c.UseVMAC {
+		if !v4 {
+			return errors.New("use_vmac with IPv6 addresses is not supported yet")
+		}
+		if c.VMACName == "" {
+			c.VMACName = VMACName(c.VRID)
+		}
+	}
+	if c.UnicastTTL < 0 || c.UnicastTTL > 255 {
+		return fmt.Errorf("unicast_ttl %d: must be 1-255", c.UnicastTTL)
 	}
 	for _, ts := range c.TrackScripts {
 		if len(ts.Path) == 0 {
@@ -658,6 +707,11 @@ func (in *Instance) check(r received) (Advert, Reason) {
 	if r.src.Is4() != in.src.Is4() || !r.dst.IsValid() {
 		return Advert{}, ReasonFamily
 	}
+	// A socket hears every group joined on the host: another group is another instance's
+	// (keepalived lets instances share a VRID with different mcast_dst_ip).
+	if in.group.IsValid() && r.dst.IsMulticast() && r.dst != in.group {
+		return Advert{}, ReasonGroup
+	}
 	p, err := Unmarshal(r.b, r.src, r.dst)
 	switch {
 	case err == nil:
@@ -731,7 +785,7 @@ func (in *Instance) apply(ctx context.Context, now time.Time, a Actions) {
 		a = in.fsm.ForceMaster(now)
 	}
 	if a.AddVIPs {
-		in.fail(addVIPs(in.nl, in.link, in.cfg.VIPs))
+		in.fail(addVIPs(in.nl, in.vipIf, in.cfg.VIPs))
 	}
 	if a.SendAdvert {
 		in.send(in.fsm.Priority())
@@ -747,7 +801,7 @@ func (in *Instance) apply(ctx context.Context, now time.Time, a Actions) {
 		}
 	}
 	if a.DelVIPs {
-		in.fail(delVIPs(in.nl, in.link, in.cfg.VIPs))
+		in.fail(delVIPs(in.nl, in.vipIf, in.cfg.VIPs))
 	}
 	st := in.fsm.State()
 	in.mu.Lock()
@@ -808,4 +862,23 @@ func (in *Instance) send(prio uint8) {
 		}
 		in.count(func(s *Stats) { s.Sent++ })
 	}
+}
+
+// mcastGroup returns the multicast group of an instance: configured, or the RFC's.
+func mcastGroup(configured netip.Addr, v4 bool) (netip.Addr, error) {
+	switch {
+	case !configured.IsValid() && v4:
+		return GroupIPv4, nil
+	case !configured.IsValid():
+		return GroupIPv6, nil
+	case configured.Is4() != v4 || !configured.IsMulticast():
+		fam := "IPv6"
+		if v4 {
+			fam = "IPv4"
+		}
+		return netip.Addr{}, fmt.Errorf("multicast group %s: not an %s multicast address like the VIPs", configured, fam)
+	case !v4 && !configured.IsLinkLocalMulticast():
+		return netip.Addr{}, fmt.Errorf("multicast group %s: IPv6 VRRP groups must be link-local (ffX2::/16)", configured)
+	}
+	return configured, nil
 }

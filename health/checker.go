@@ -34,6 +34,10 @@ type Target struct {
 	// Warmup is warmup: the first round starts at an offset within it rather than within
 	// Interval (zero: within Interval).
 	Warmup time.Duration
+	// NotifyFirstDown asks for an Event with FirstDown set when the first round of a target
+	// that starts down (alpha) finds it down, for keepalived's notify_down on an alpha
+	// server's first failure. Without it no Event confirms the initial state.
+	NotifyFirstDown bool
 }
 
 // Event reports that a target changed state: it went up or down, or, while up, its weight
@@ -47,6 +51,9 @@ type Event struct {
 	// FILE_CHECK). It is zero for a target without WeightCheckers, so a consumer that ignores
 	// it keeps the configured weight. The consumer clamps the sum to its valid range.
 	WeightDelta int
+	// FirstDown marks the Event of a NotifyFirstDown target whose first round failed: it
+	// was down and stays down, so the consumer runs notify_down without a change of state.
+	FirstDown bool
 }
 
 // WeightChecker is a Checker whose passing probes also report a weight delta for the target,

@@ -182,6 +182,7 @@ type timedEvent struct {
 	Err string
 	// WeightDelta is the Event's WeightDelta.
 	WeightDelta int
+	FirstDown   bool
 }
 
 // harness runs a Scheduler on a fake clock inside a synctest bubble, where synctest.Wait tells
@@ -263,7 +264,7 @@ func (h *harness) drain() {
 	for {
 		select {
 		case ev := <-h.events:
-			te := timedEvent{At: h.clk.Now().Sub(epoch), ID: ev.ID, Up: ev.Up, WeightDelta: ev.WeightDelta}
+			te := timedEvent{At: h.clk.Now().Sub(epoch), ID: ev.ID, Up: ev.Up, WeightDelta: ev.WeightDelta, FirstDown: ev.FirstDown}
 			if ev.Err != nil {
 				te.Err = ev.Err.Error()
 			}

@@ -48,7 +48,9 @@ const hangGrace = time.Second
 // Sluice once. The first ID of such a group sets the round's offset. A target joining a group
 // learns its state at once (an Event if it differs from InitiallyUp); one leaving keeps it.
 //
-// No Event is sent for a target's initial state, nor for a target Update removes. Events wait
+// No Event is sent for a target's initial state, nor for a target Update removes, with one
+// exception: a target with NotifyFirstDown that starts down and whose first round ends down
+// gets an Event with FirstDown set (keepalived's notify_down for an alpha server). Events wait
 // in a queue inside the Scheduler, so a slow reader delays them but not the checks.
 //
 // All state belongs to the goroutine in Run; Update hands it a new set of targets.
@@ -233,6 +235,7 @@ type target struct {
 	cur     int    // the check of the current round
 	tries   int    // retries of the current check so far
 	probe   *probe // the probe in flight, in waitProbe
+	started bool   // its first round has ended
 }
 
 // memberState is what the consumer of Events last learnt, or was to assume, of a target ID.
@@ -369,7 +372,7 @@ func (s *Scheduler) reconcile(now time.Time) {
 // probeKey identifies what a target probes and when: targets with equal keys share probes.
 func probeKey(d Target) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%v %d %v %v %v", d.Interval, d.Retry, d.DelayBeforeRetry, d.InitiallyUp, d.Warmup)
+	fmt.Fprintf(&b, "%v %d %v %v %v %v", d.Interval, d.Retry, d.DelayBeforeRetry, d.InitiallyUp, d.Warmup, d.NotifyFirstDown)
 	for _, c := range d.Checkers {
 		b.WriteString("\x00")
 		b.WriteString(checkKey(c))
@@ -563,13 +566,36 @@ func (s *Scheduler) evaluate(t *target, err error) {
 		if t.err == nil {
 			t.err = errors.New("a check is down")
 		}
+	} else if !up && err != nil {
+		t.err = err // the latest failure, for a FirstDown Event
 	}
 	s.notify(t, false)
 }
 
 // roundDone sends an Event for a change of an up target's weight delta. Weight changes wait
-// for the end of a round, so that one round's probes make one Event.
-func (s *Scheduler) roundDone(t *target) { s.notify(t, true) }
+// for the end of a round, so that one round's probes make one Event. At the end of the first
+// round it sends the FirstDown Events.
+func (s *Scheduler) roundDone(t *target) {
+	s.notify(t, true)
+	if t.started {
+		return
+	}
+	t.started = true
+	if t.up || !t.NotifyFirstDown || t.InitiallyUp {
+		return
+	}
+	ids := slices.Sorted(maps.Keys(t.members))
+	for _, id := range ids {
+		if t.members[id].up {
+			continue
+		}
+		err := t.err
+		if err == nil {
+			err = errors.New("a check is down")
+		}
+		s.out = append(s.out, Event{ID: id, Up: false, Err: err, FirstDown: true})
+	}
+}
 
 // notify queues an Event for each ID of t whose consumer's view differs from t's state: in up,
 // or also in weight delta when withWeight.

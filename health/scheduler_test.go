@@ -20,6 +20,7 @@ func TestSchedulerStateMachine(t *testing.T) {
 		checks        []*fakeCheck
 		retry         int
 		initiallyDown bool
+		firstDown     bool // NotifyFirstDown
 		until         time.Duration
 		want          []timedEvent
 		wantProbes    map[string][]time.Duration // by check name; nil: not checked
@@ -79,6 +80,33 @@ func TestSchedulerStateMachine(t *testing.T) {
 			initiallyDown: true,
 			until:         25 * s,
 			wantProbes:    map[string][]time.Duration{"a": {0, 10 * s, 20 * s}},
+		},
+		{
+			name:          "alpha: a failing first round sends one FirstDown event",
+			checks:        []*fakeCheck{{name: "a", fail: []window{{0, time.Hour}}}},
+			retry:         2,
+			initiallyDown: true,
+			firstDown:     true,
+			until:         25 * s,
+			want:          []timedEvent{{At: 0, ID: "rs", Err: "FAKE a: refused", FirstDown: true}},
+			wantProbes:    map[string][]time.Duration{"a": {0, 10 * s, 20 * s}},
+		},
+		{
+			name:          "alpha: a passing first round sends only up",
+			checks:        []*fakeCheck{{name: "a", fail: []window{{15 * s, time.Hour}}}},
+			retry:         2,
+			initiallyDown: true,
+			firstDown:     true,
+			until:         45 * s,
+			// Up at once; the later failure is an ordinary down after the retries.
+			want: []timedEvent{{At: 0, ID: "rs", Up: true}, {At: 22 * s, ID: "rs", Err: "FAKE a: refused"}},
+		},
+		{
+			name:      "FirstDown needs a target that starts down",
+			checks:    []*fakeCheck{{name: "a"}},
+			retry:     2,
+			firstDown: true,
+			until:     25 * s,
 		},
 		{
 			name: "up only while all checks pass",
@@ -149,6 +177,7 @@ func TestSchedulerStateMachine(t *testing.T) {
 					Retry:            tt.retry,
 					DelayBeforeRetry: 1 * s,
 					InitiallyUp:      !tt.initiallyDown,
+					NotifyFirstDown:  tt.firstDown,
 				}
 				off := h.s.offset(target.ID, target.Interval)
 				h.update(target)

@@ -12,7 +12,7 @@ import (
 // checkersOf builds the health checkers of a real server from its parsed checker blocks, in
 // file order. keepalived's settings are resolved by the config package (checker, then real
 // server, then virtual server, then the kind's default); this maps them onto the health
-// package. BFD_CHECK has no implementation yet and is skipped (the parser warned about it).
+// package. BFD_CHECK follows the process's session of its bfd_instance (bfdSessions).
 func checkersOf(cfg *config.Config, rs config.RealServer) ([]health.Checker, error) {
 	var out []health.Checker
 	for _, c := range rs.Checkers {
@@ -102,6 +102,11 @@ func checkersOf(cfg *config.Config, rs config.RealServer) ([]health.Checker, err
 				return nil, fmt.Errorf("%s: FILE_CHECK names track_file %q, which is not defined", c.Pos, c.File.TrackFile)
 			}
 			out = append(out, health.FileCheck{Path: tf.File, Weight: cmp.Or(c.File.Weight, tf.Weight), Reverse: c.File.Reverse || tf.Reverse})
+		case config.KindBFD:
+			if c.BFD == nil {
+				return nil, fmt.Errorf("%s: BFD_CHECK without name", c.Pos)
+			}
+			out = append(out, health.BFDCheck{Name: c.BFD.Name, Sessions: bfdSessions})
 		}
 	}
 	return out, nil

@@ -25,10 +25,11 @@ type Dataplane interface {
 // Proto is an IP protocol number.
 type Proto uint8
 
-// Protocols a service can carry.
+// Protocols a service can carry. SCTP is served by the IPVS data plane only.
 const (
-	TCP Proto = 6
-	UDP Proto = 17
+	TCP  Proto = 6
+	UDP  Proto = 17
+	SCTP Proto = 132
 )
 
 func (p Proto) String() string {
@@ -37,6 +38,8 @@ func (p Proto) String() string {
 		return "TCP"
 	case UDP:
 		return "UDP"
+	case SCTP:
+		return "SCTP"
 	}
 	return fmt.Sprintf("proto(%d)", uint8(p))
 }
@@ -63,14 +66,33 @@ func (m Method) String() string {
 	return fmt.Sprintf("method(%d)", uint8(m))
 }
 
-// ServiceKey identifies a virtual service.
+// ServiceKey identifies a virtual service: an address, port and protocol, or a firewall mark.
+// A firewall-mark service (keepalived's `virtual_server fwmark N`) has FWMark set, VIP the
+// unspecified address of its family (0.0.0.0 or ::), and Port and Proto zero, as IPVS keys it;
+// only the IPVS data plane serves it, since XDP runs before netfilter marks packets.
 type ServiceKey struct {
-	VIP   netip.Addr
-	Port  uint16
-	Proto Proto
+	VIP    netip.Addr
+	Port   uint16
+	Proto  Proto
+	FWMark uint32
 }
 
+// FWMarkKey is the key of the firewall-mark service mark of the family of ipv6.
+func FWMarkKey(mark uint32, ipv6 bool) ServiceKey {
+	if ipv6 {
+		return ServiceKey{VIP: netip.IPv6Unspecified(), FWMark: mark}
+	}
+	return ServiceKey{VIP: netip.IPv4Unspecified(), FWMark: mark}
+}
+
+// String is "TCP 192.0.2.1:80", or ipvsadm's "FWM 5" ("FWM 5 IPv6") for a firewall mark.
 func (k ServiceKey) String() string {
+	if k.FWMark != 0 {
+		if k.VIP.Is6() {
+			return fmt.Sprintf("FWM %d IPv6", k.FWMark)
+		}
+		return fmt.Sprintf("FWM %d", k.FWMark)
+	}
 	return fmt.Sprintf("%s %s", k.Proto, netip.AddrPortFrom(k.VIP, k.Port))
 }
 
@@ -124,9 +146,45 @@ type Backend struct {
 	Port   uint16
 	Weight int
 	Method Method
+	// Tunnel is how a MethodTUN backend is encapsulated: IPIP (the zero value) or GUE.
+	Tunnel Tunnel
 	// Up is false when health checks have failed: the backend gets no new flows, and flows
 	// pinned to it are re-balanced (its server no longer answers).
 	Up bool
+}
+
+// TunnelType is keepalived's TUN type: how packets are encapsulated to a real server.
+type TunnelType uint8
+
+// Tunnel types.
+const (
+	// TunnelIPIP is IPIP for IPv4 and IP6IP6 for IPv6, keepalived's default.
+	TunnelIPIP TunnelType = iota
+	// TunnelGUE is Generic UDP Encapsulation to Tunnel.Port (keepalived `type gue port N`).
+	TunnelGUE
+	// TunnelGRE is GRE (keepalived `type gre`), served by the IPVS data plane only.
+	TunnelGRE
+)
+
+func (t TunnelType) String() string {
+	switch t {
+	case TunnelIPIP:
+		return "ipip"
+	case TunnelGUE:
+		return "gue"
+	case TunnelGRE:
+		return "gre"
+	}
+	return fmt.Sprintf("tunnel(%d)", uint8(t))
+}
+
+// Tunnel is the encapsulation of a MethodTUN backend.
+type Tunnel struct {
+	Type TunnelType
+	// Port is the UDP port a GUE real server decapsulates on.
+	Port uint16
+	// Csum is keepalived's checksum option: "" (nocsum), "csum" or "remcsum".
+	Csum string
 }
 
 // Eligible reports whether the backend may receive new flows.

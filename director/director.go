@@ -86,9 +86,10 @@ func Run(ctx context.Context, opts Options) error {
 	defer cancel()
 	go hr.Run(ctx)
 
-	d := &state{log: log, cfg: opts.Config, up: map[string]verdict{}, vrrp: map[string]vrrp.State{},
+	d := &state{log: log, cfg: served(opts.Config), up: map[string]verdict{}, vrrp: map[string]vrrp.State{},
 		notify: cmp.Or[Notifier](opts.Notify, nopNotifier{})}
 	d.warnUnserved()
+	defer bfdSessions.stop()
 	ts, err := targets(d.cfg)
 	if err != nil {
 		return fmt.Errorf("start health checks: %w", err)
@@ -169,6 +170,7 @@ func Run(ctx context.Context, opts Options) error {
 				opts.OnVRRP(ev)
 			}
 		case cfg := <-opts.Reload:
+			cfg = served(cfg)
 			ts, err := targets(cfg)
 			run, held := d.running(cfg, ts)
 			if err == nil {
@@ -260,6 +262,15 @@ func (d *state) apply(ctx context.Context, dp Dataplane, s Snapshot) error {
 }
 
 func (d *state) health(ev health.Event) {
+	if ev.FirstDown {
+		// An alpha server's first check failed: no change of state, but notify_down runs.
+		if r, ok := d.byTarget[ev.ID]; ok {
+			vs := d.cfg.VirtualServers[r.vs]
+			d.notify.RealServer(vs, vs.RealServers[r.rs], false)
+		}
+		d.log.Warn("real server down at its first check", "server", ev.ID, "err", ev.Err)
+		return
+	}
 	v := verdict{down: !ev.Up, weightDelta: ev.WeightDelta}
 	prev, known := d.up[ev.ID]
 	if known && prev == v {
@@ -304,16 +315,10 @@ func (d *state) reload(cfg *config.Config) {
 	d.log.Info("configuration reloaded", "virtual_servers", len(cfg.VirtualServers))
 }
 
-// warnUnserved says which parts of the configuration the node cannot act on yet.
+// warnUnserved says which parts of the configuration the node cannot act on yet (none at
+// present), and runs the sessions of the bfd_instances, which BFD_CHECKs follow.
 func (d *state) warnUnserved() {
-	for _, vs := range d.cfg.VirtualServers {
-		for _, rs := range vs.RealServers {
-			if len(rs.Checkers) > 0 && !slices.ContainsFunc(rs.Checkers, func(c config.Checker) bool { return c.Kind != config.KindBFD }) {
-				d.log.Warn("real server has only BFD_CHECK, which is not implemented yet: it is always treated as healthy",
-					"virtual_server", vsName(vs), "real_server", netip.AddrPortFrom(rs.Addr, rs.Port))
-			}
-		}
-	}
+	bfdSessions.update(d.cfg, d.log) // the bfd_instances BFD_CHECKs follow
 }
 
 // onlyUnsupported reports whether every error joined in err is an ErrUnsupported.
@@ -329,15 +334,94 @@ func onlyUnsupported(err error) bool {
 	return errors.Is(err, ErrUnsupported)
 }
 
+// vsName names a virtual server in logs and target IDs: "TCP 192.0.2.1:80", "TCP group web"
+// or "FWM 5".
 func vsName(vs config.VirtualServer) string {
+	switch {
+	case vs.Group != "":
+		return fmt.Sprintf("%s group %s", protocolOf(vs), vs.Group)
+	case vs.FWMark != 0:
+		return FWMarkKey(vs.FWMark, fwmarkIPv6(vs.FWMarkFamily, vs)).String()
+	}
 	return fmt.Sprintf("%s %s", protocolOf(vs), netip.AddrPortFrom(vs.Addr, vs.Port))
 }
 
 func protocolOf(vs config.VirtualServer) Proto {
-	if vs.Protocol == config.UDP {
+	switch vs.Protocol {
+	case config.UDP:
 		return UDP
+	case config.SCTP:
+		return SCTP
 	}
 	return TCP
+}
+
+// served returns cfg with the virtual servers it serves by group or firewall mark
+// (OtherVirtualServers) moved into VirtualServers, so that health checks, quorum and
+// notifications treat each as one virtual server, as keepalived does: a group of ten addresses
+// checks each real server once. A group's Addr and Port become its first address entry's (or
+// its FWMark its first mark's), which gives it a quorum key of its own; buildSnapshot expands
+// it into one service per entry. served(served(cfg)) is served(cfg); cfg is not modified.
+func served(cfg *config.Config) *config.Config {
+	if cfg == nil || len(cfg.OtherVirtualServers) == 0 {
+		return cfg
+	}
+	c := *cfg
+	c.VirtualServers = slices.Clone(cfg.VirtualServers)
+	for _, vs := range cfg.OtherVirtualServers {
+		if vs.Group != "" {
+			if keys := groupKeys(&c, vs); len(keys) > 0 {
+				vs.Addr, vs.Port, vs.FWMark = keys[0].VIP, keys[0].Port, keys[0].FWMark
+			}
+		}
+		c.VirtualServers = append(c.VirtualServers, vs)
+	}
+	c.OtherVirtualServers = nil
+	return &c
+}
+
+// serviceKeys are the services virtual server vs of cfg is served as: its address, port and
+// protocol; its firewall mark; or, for a group, every address and port and every mark of its
+// virtual_server_group.
+func serviceKeys(cfg *config.Config, vs config.VirtualServer) []ServiceKey {
+	switch {
+	case vs.Group != "":
+		return groupKeys(cfg, vs)
+	case vs.FWMark != 0:
+		return []ServiceKey{FWMarkKey(vs.FWMark, fwmarkIPv6(vs.FWMarkFamily, vs))}
+	}
+	return []ServiceKey{{VIP: vs.Addr, Port: vs.Port, Proto: protocolOf(vs)}}
+}
+
+// groupKeys expands the virtual_server_group vs names, in file order; none when it is missing.
+func groupKeys(cfg *config.Config, vs config.VirtualServer) []ServiceKey {
+	i := slices.IndexFunc(cfg.VirtualServerGroups, func(g config.VirtualServerGroup) bool { return g.Name == vs.Group })
+	if i < 0 {
+		return nil
+	}
+	var keys []ServiceKey
+	for _, e := range cfg.VirtualServerGroups[i].Entries {
+		if e.FWMark != 0 {
+			keys = append(keys, FWMarkKey(e.FWMark, fwmarkIPv6(e.Family, vs)))
+			continue
+		}
+		for _, a := range e.Addresses() {
+			keys = append(keys, ServiceKey{VIP: a, Port: e.Port, Proto: protocolOf(vs)})
+		}
+	}
+	return keys
+}
+
+// fwmarkIPv6 is the family of a firewall-mark service: the one written after the mark, else
+// its first real server's, else IPv4 (keepalived's default).
+func fwmarkIPv6(family string, vs config.VirtualServer) bool {
+	switch family {
+	case "inet6":
+		return true
+	case "inet":
+		return false
+	}
+	return len(vs.RealServers) > 0 && vs.RealServers[0].Addr.Unmap().Is6()
 }
 
 // TargetID names a real server of a virtual server in health events and logs.
@@ -348,6 +432,7 @@ func TargetID(vs config.VirtualServer, rs config.RealServer) string {
 // targets derives the health targets from a configuration. It fails only on a checker the
 // health package refuses (a regex RE2 cannot compile, an unsplittable misc_path).
 func targets(cfg *config.Config) ([]health.Target, error) {
+	cfg = served(cfg)
 	var ts []health.Target
 	for _, vs := range cfg.VirtualServers {
 		for _, rs := range vs.RealServers {
@@ -368,6 +453,7 @@ func targets(cfg *config.Config) ([]health.Target, error) {
 			}
 			if hasAlpha(rs) {
 				t.InitiallyUp = false
+				t.NotifyFirstDown = true // keepalived runs notify_down at the first failure
 			}
 			ts = append(ts, t)
 		}
@@ -414,27 +500,19 @@ func snapshotOf(cfg *config.Config, up map[string]verdict) Snapshot {
 // buildSnapshot is snapshotOf with the quorum state of each virtual server; one missing from
 // quorum is in its initial state.
 func buildSnapshot(cfg *config.Config, up map[string]verdict, quorum map[ServiceKey]bool) Snapshot {
+	cfg = served(cfg)
 	t := cfg.Global.LVSTimeouts
 	s := Snapshot{Timeouts: Timeouts{TCP: t.TCP, TCPFin: t.TCPFin, UDP: t.UDP}}
+	seen := map[ServiceKey]bool{}
 	for _, vs := range cfg.VirtualServers {
-		svc := Service{
-			Key:               ServiceKey{VIP: vs.Addr, Port: vs.Port, Proto: protocolOf(vs)},
-			Scheduler:         vs.LBAlgo,
-			Persistence:       vs.Persistence,
-			PersistencePrefix: vs.PersistenceGranularity,
-		}
-		if vs.SchedPort {
-			svc.SchedFlags |= SchedPort
-		}
-		if vs.SchedFallback {
-			svc.SchedFlags |= SchedFallback
-		}
+		var backends []Backend
 		for _, rs := range vs.RealServers {
 			b := Backend{
 				Addr:   rs.Addr,
 				Port:   rs.Port,
 				Weight: rs.Weight,
 				Method: methodOf(cmp.Or(rs.LBKind, vs.LBKind)),
+				Tunnel: tunnelOf(vs, rs),
 				Up:     true,
 			}
 			v := verdictOf(up, vs, rs)
@@ -448,24 +526,73 @@ func buildSnapshot(cfg *config.Config, up map[string]verdict, quorum map[Service
 					b.Up = false
 				}
 			}
-			svc.Backends = append(svc.Backends, b)
+			backends = append(backends, b)
 		}
-		q, ok := quorum[svc.Key]
+		// One quorum state per virtual server, shared by every service a group expands to.
+		q, ok := quorum[serviceKeyOf(vs)]
 		if !ok {
 			q = initialQuorum(vs, up)
 		}
-		svc.Backends = withQuorum(vs, svc.Backends, q)
-		slices.SortFunc(svc.Backends, func(a, b Backend) int {
-			return cmp.Or(a.Addr.Compare(b.Addr), cmp.Compare(a.Port, b.Port))
-		})
-		s.Services = append(s.Services, svc)
+		for _, key := range serviceKeys(cfg, vs) {
+			if seen[key] {
+				continue // a group entry that repeats a service defined before it: the first wins
+			}
+			seen[key] = true
+			svc := Service{
+				Key:               key,
+				Scheduler:         vs.LBAlgo,
+				Persistence:       vs.Persistence,
+				PersistencePrefix: vs.PersistenceGranularity,
+			}
+			if vs.SchedPort {
+				svc.SchedFlags |= SchedPort
+			}
+			if vs.SchedFallback {
+				svc.SchedFlags |= SchedFallback
+			}
+			entry := vs
+			svc.Backends = slices.Clone(backends)
+			if vs.Group != "" {
+				// A group's real servers take each entry's port where they cannot change it
+				// (DR, TUN) or name none, as keepalived resets a real server's port to the
+				// virtual server's.
+				entry.Addr, entry.Port = key.VIP, key.Port
+				for j := range svc.Backends {
+					if b := &svc.Backends[j]; b.Port == 0 || (b.Method != MethodNAT && key.FWMark == 0) {
+						b.Port = key.Port
+					}
+				}
+			}
+			svc.Backends = withQuorum(entry, svc.Backends, q)
+			slices.SortFunc(svc.Backends, func(a, b Backend) int {
+				return cmp.Or(a.Addr.Compare(b.Addr), cmp.Compare(a.Port, b.Port))
+			})
+			s.Services = append(s.Services, svc)
+		}
 	}
 	slices.SortFunc(s.Services, func(a, b Service) int { return compareKeys(a.Key, b.Key) })
 	return s
 }
 
 func compareKeys(a, b ServiceKey) int {
-	return cmp.Or(a.VIP.Compare(b.VIP), cmp.Compare(a.Port, b.Port), cmp.Compare(a.Proto, b.Proto))
+	return cmp.Or(cmp.Compare(a.FWMark, b.FWMark), a.VIP.Compare(b.VIP), cmp.Compare(a.Port, b.Port), cmp.Compare(a.Proto, b.Proto))
+}
+
+// tunnelOf is the encapsulation of a real server: its own with its own lb_kind, else its virtual
+// server's.
+func tunnelOf(vs config.VirtualServer, rs config.RealServer) Tunnel {
+	t := vs.Tunnel
+	if rs.LBKind != "" {
+		t = rs.Tunnel
+	}
+	out := Tunnel{Port: t.Port, Csum: t.Csum}
+	switch t.Type {
+	case config.TunnelGUE:
+		out.Type = TunnelGUE
+	case config.TunnelGRE:
+		out.Type = TunnelGRE
+	}
+	return out
 }
 
 func methodOf(k config.LBKind) Method {

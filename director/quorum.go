@@ -85,7 +85,7 @@ func nextQuorum(vs config.VirtualServer, state bool, sum int64) bool {
 
 // serviceKeyOf is the snapshot key of vs.
 func serviceKeyOf(vs config.VirtualServer) ServiceKey {
-	return ServiceKey{VIP: vs.Addr, Port: vs.Port, Proto: protocolOf(vs)}
+	return ServiceKey{VIP: vs.Addr, Port: vs.Port, Proto: protocolOf(vs), FWMark: vs.FWMark}
 }
 
 // sorryBackend is the Backend of vs's sorry_server, and false when it has none. keepalived gives

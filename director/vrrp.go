@@ -28,8 +28,9 @@ const vrrpStopTimeout = 5 * time.Second
 
 // VRRPConfig maps a parsed vrrp_instance to the vrrp package's configuration, with keepalived's
 // semantics: `state MASTER` does not make an instance master at start (keepalived 2.x waits for
-// Master_Down_Interval unless the priority is 255), and mcast_src_ip stands in for
-// unicast_src_ip as the advert source.
+// Master_Down_Interval unless the priority is 255), mcast_src_ip stands in for
+// unicast_src_ip as the advert source, and mcast_dst_ip is the advert group (VRRPConfigFor
+// adds global_defs' vrrp_mcast_group4/6 when it is unset).
 func VRRPConfig(in config.VRRPInstance, log *slog.Logger) vrrp.Config {
 	c := vrrp.Config{
 		Name:              in.Name,
@@ -42,6 +43,8 @@ func VRRPConfig(in config.VRRPInstance, log *slog.Logger) vrrp.Config {
 		PreemptDelay:      in.PreemptDelay,
 		VIPs:              in.VirtualAddresses,
 		UnicastSrc:        in.UnicastSrcIP,
+		UnicastTTL:        in.UnicastTTL,
+		McastGroup:        in.McastDstIP,
 		GARPMasterDelay:   in.GARPMasterDelay,
 		GARPMasterRepeat:  in.GARPMasterRepeat,
 		GARPMasterRefresh: in.GARPMasterRefresh,
@@ -49,6 +52,9 @@ func VRRPConfig(in config.VRRPInstance, log *slog.Logger) vrrp.Config {
 
 		HigherPrioSendAdvert: in.HigherPrioSendAdvert,
 		DontTrackPrimary:     in.DontTrackPrimary,
+		UseVMAC:              in.UseVMAC,
+		VMACName:             in.VMACName,
+		VMACXmitBase:         in.VMACXmitBase,
 	}
 	if !c.UnicastSrc.IsValid() {
 		c.UnicastSrc = in.McastSrcIP
@@ -69,6 +75,9 @@ func VRRPConfig(in config.VRRPInstance, log *slog.Logger) vrrp.Config {
 // Sync to the group's shared *vrrp.SyncGroup.
 func VRRPConfigFor(cfg *config.Config, in config.VRRPInstance, log *slog.Logger) (vrrp.Config, error) {
 	c := VRRPConfig(in, log)
+	if !c.McastGroup.IsValid() {
+		c.McastGroup = globalMcastGroup(cfg, in)
+	}
 	ifaces, scripts, files := in.TrackInterfaces, in.TrackScripts, in.TrackFiles
 	if g := syncGroupOf(cfg, in.Name); g != nil {
 		ifaces = append(slices.Clone(ifaces), g.TrackInterfaces...)
@@ -115,6 +124,19 @@ func VRRPConfigFor(cfg *config.Config, in config.VRRPInstance, log *slog.Logger)
 		c.TrackFiles = append(c.TrackFiles, tf)
 	}
 	return c, nil
+}
+
+// globalMcastGroup returns global_defs' vrrp_mcast_group4 or vrrp_mcast_group6, by the family
+// of the instance's VIPs, for an instance that multicasts without its own mcast_dst_ip; the
+// zero Addr otherwise (the vrrp package then uses 224.0.0.18 / ff02::12).
+func globalMcastGroup(cfg *config.Config, in config.VRRPInstance) netip.Addr {
+	if in.McastDstIP.IsValid() || len(in.UnicastPeers) > 0 || len(in.VirtualAddresses) == 0 {
+		return netip.Addr{}
+	}
+	if in.VirtualAddresses[0].Addr().Is4() {
+		return cfg.Global.VRRPMcastGroup4
+	}
+	return cfg.Global.VRRPMcastGroup6
 }
 
 // syncGroupOf returns the vrrp_sync_group instance belongs to, or nil.
@@ -167,10 +189,11 @@ type vrrpSpec struct {
 	Files                 []config.TrackFile
 	SyncGroup             *config.VRRPSyncGroup
 	ScriptUser, ScriptGrp string
+	McastGroup            netip.Addr // from global_defs
 }
 
 func specOf(cfg *config.Config, in config.VRRPInstance) vrrpSpec {
-	sp := vrrpSpec{Instance: in}
+	sp := vrrpSpec{Instance: in, McastGroup: globalMcastGroup(cfg, in)}
 	refs := in.TrackScripts
 	frefs := in.TrackFiles
 	if g := syncGroupOf(cfg, in.Name); g != nil {

@@ -69,6 +69,22 @@ enum lb_method {
 	LB_METHOD_NAT = 2,
 };
 
+/* Encapsulation of a TUN backend (backend_value.encap), keepalived's TUN type. */
+enum lb_encap {
+	/* IPIP (IPv4) or IP6IP6 (IPv6), the kernel's ipip and ip6tnl devices. */
+	LB_ENCAP_IPIP = 0,
+	/* GUE (draft-ietf-intarea-gue) variant 0 over UDP to backend_value.tun_port, as IPVS sends
+	 * it: the kernel's fou device in gue mode decapsulates it. */
+	LB_ENCAP_GUE = 1,
+};
+
+/* Bits of the single lb_globals entry, written by the loader. */
+enum global_flags {
+	/* Some backend forwards by NAT: packets of no service may be replies to translate back.
+	 * Clear, the reverse-NAT tables are not looked up at all. */
+	GLOBAL_F_NAT = 1 << 0,
+};
+
 /* Why the program returned its verdict; reason_stats counts packets per reason. */
 enum lb_reason {
 	/* Neither IPv4 nor IPv6: ARP, VLAN-tagged and other ethertypes pass untouched. */
@@ -93,8 +109,8 @@ enum lb_reason {
 	/* TUN, NAT: the kernel has no neighbour entry for the next hop; the rewritten packet goes
 	 * to the stack, which forwards it once the neighbour resolves. */
 	PASS_NO_NEIGH,
-	/* TUN, NAT: the rewritten packet exceeds the route's MTU; the original goes to the stack.
-	 */
+	/* TUN, NAT: the rewritten packet exceeds the route's MTU and is an ICMP error or a NAT
+	 * reply; the original goes to the stack. */
 	PASS_FRAG_NEEDED,
 	/* Service hit but it has no eligible backend. */
 	DROP_NO_BACKEND,
@@ -120,6 +136,14 @@ enum lb_reason {
 	TX_NAT_REPLY,
 	/* A NAT real server's reply, translated back, out of another interface. */
 	REDIRECT_NAT_REPLY,
+	/* TUN, NAT: the rewritten packet exceeds the route's MTU and may not be fragmented (IPv4
+	 * with DF, or IPv6): an ICMP frag-needed or ICMPv6 packet-too-big from the VIP with the
+	 * MTU left (inside the tunnel) goes back to the client. */
+	TX_ICMP_TOO_BIG,
+	/* TUN, NAT: the rewritten packet exceeds the route's MTU but is IPv4 without DF: it goes
+	 * to the stack rewritten (TUN: with DF clear), still addressed to this host, and the stack
+	 * fragments it on its way to the real server. */
+	PASS_TO_FRAGMENT,
 	/* Number of reasons; sizes reason_stats. */
 	REASON_MAX,
 };

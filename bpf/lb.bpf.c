@@ -312,6 +312,36 @@ static __always_inline int fib_route(struct xdp_md *ctx, struct bpf_fib_lookup *
 	return bpf_fib_lookup(ctx, fib, sizeof(*fib), 0);
 }
 
+/* may_fragment reports whether the packet is IPv4 without DF: routers may fragment it. */
+static __always_inline int may_fragment(struct xdp_md *ctx, const struct packet *pkt)
+{
+	void *data_end = (void *)(long)ctx->data_end;
+	struct iphdr *ip = pkt->l3;
+
+	if (pkt->flow.family != LB_AF_INET || (void *)(ip + 1) > data_end)
+		return 0;
+	return !(ip->frag_off & bpf_htons(IP_DF));
+}
+
+/* send_too_big answers a client's packet that may not be fragmented and that its rewrite makes
+ * too big for the route onward with an ICMP frag-needed or ICMPv6 packet-too-big from the VIP
+ * announcing mtu, the room left for the client's datagrams. */
+static __always_inline int send_too_big(struct xdp_md *ctx, const struct packet *pkt, __u32 mtu)
+{
+	__be32 client, vip;
+
+	if (pkt->flow.family == LB_AF_INET6) {
+		if (too_big6(ctx, pkt->ip_len, pkt->flow.src, pkt->flow.dst, mtu) < 0)
+			return verdict(PASS_FRAG_NEEDED, XDP_PASS);
+		return verdict(TX_ICMP_TOO_BIG, XDP_TX);
+	}
+	__builtin_memcpy(&client, pkt->flow.src, sizeof(client));
+	__builtin_memcpy(&vip, pkt->flow.dst, sizeof(vip));
+	if (too_big4(ctx, pkt->ip_len, client, vip, mtu) < 0)
+		return verdict(PASS_FRAG_NEEDED, XDP_PASS);
+	return verdict(TX_ICMP_TOO_BIG, XDP_TX);
+}
+
 /* forward_nat translates the packet to a NAT backend's address and port (dst set) or, for a
  * reply, its source back to the virtual service, and sends it along the FIB's next hop. As for
  * TUN, a next hop without a neighbour entry passes the translated packet to the stack. */
@@ -322,7 +352,7 @@ static __always_inline int forward_nat(struct xdp_md *ctx, const struct packet *
 	struct bpf_fib_lookup fib = {};
 	struct ethhdr *eth;
 	void *data_end;
-	int rc;
+	int rc, rc2;
 
 	if (dst)
 		rc = fib_route(ctx, &fib, pkt->flow.family, pkt->flow.src, addr, pkt->ip_len,
@@ -335,18 +365,30 @@ static __always_inline int forward_nat(struct xdp_md *ctx, const struct packet *
 	case BPF_FIB_LKUP_RET_NO_NEIGH:
 		break;
 	case BPF_FIB_LKUP_RET_FRAG_NEEDED:
-		return verdict(PASS_FRAG_NEEDED, XDP_PASS);
+		/* Replies and errors go to the stack, which answers or fragments them. */
+		if (!dst || pkt->icmp_err || !fib.mtu_result)
+			return verdict(PASS_FRAG_NEEDED, XDP_PASS);
+		if (!may_fragment(ctx, pkt))
+			return send_too_big(ctx, pkt, fib.mtu_result);
+		break;
 	default:
 		return verdict(DROP_NO_ROUTE, XDP_DROP);
 	}
-	if (nat_rewrite(ctx, pkt, dst, addr, port) < 0)
+	if (pkt->icmp_err)
+		rc2 = nat_icmp_rewrite(ctx, pkt, dst, addr, port);
+	else
+		rc2 = nat_rewrite(ctx, pkt, dst, addr, port);
+	if (rc2 < 0)
 		return verdict(PASS_TRUNCATED, XDP_PASS);
 	if (dst) {
 		count(&svc_stats, svc_id, bytes, new_flow);
 		count(&be_stats, be_id, bytes, new_flow);
 	}
+	/* Both keep the frame addressed to this host, so that the stack takes it in to forward. */
 	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
 		return verdict(PASS_NO_NEIGH, XDP_PASS);
+	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
+		return verdict(PASS_TO_FRAGMENT, XDP_PASS);
 
 	data_end = (void *)(long)ctx->data_end;
 	eth = (void *)(long)ctx->data;
@@ -376,6 +418,51 @@ static __always_inline int reply_nat(struct xdp_md *ctx, const struct packet *pk
 	return forward_nat(ctx, pkt, 0, vip, vport, 0, 0, 0, 0);
 }
 
+/* tun_overhead is the bytes backend be's tunnel puts in front of a datagram of the family. */
+static __always_inline __u32 tun_overhead(const struct backend_value *be, int v6)
+{
+	__u32 ip = v6 ? sizeof(struct ipv6hdr) : sizeof(struct iphdr);
+
+	return be->encap == LB_ENCAP_GUE ? ip + GUE_OVERHEAD : ip;
+}
+
+/* gue_sport is the UDP source port of a flow's GUE packets: a hash of its client address and
+ * port, in 32768-65535, so that routers spread flows over equal-cost paths (as the kernel's
+ * udp_flow_src_port does) while one flow keeps one path. */
+static __always_inline __be16 gue_sport(const struct packet *pkt)
+{
+	__u32 h;
+
+	if (pkt->flow.family == LB_AF_INET6) {
+		h = src_hash_v6(pkt->flow.src);
+	} else {
+		__be32 a4;
+
+		__builtin_memcpy(&a4, pkt->flow.src, sizeof(a4));
+		h = src_hash_v4(a4);
+	}
+	h = port_hash(h, pkt->flow.sport);
+	return bpf_htons(0x8000 | (h & 0x7fff));
+}
+
+/* encap puts backend be's tunnel headers in front of the datagram. */
+static __always_inline int encap(struct xdp_md *ctx, const struct packet *pkt,
+				 const struct backend_value *be, const __u8 *dmac, const __u8 *smac)
+{
+	int v6 = pkt->flow.family == LB_AF_INET6;
+
+	if (be->encap == LB_ENCAP_GUE) {
+		__be16 sport = gue_sport(pkt);
+
+		if (v6)
+			return encap_gue6(ctx, be, dmac, smac, sport);
+		return encap_gue4(ctx, be, dmac, smac, sport);
+	}
+	if (v6)
+		return encap_ip6ip6(ctx, be, dmac, smac);
+	return encap_ipip(ctx, be, dmac, smac);
+}
+
 /* forward_tun encapsulates the packet to a TUN backend along the FIB's next hop. A next hop
  * without a neighbour entry passes the encapsulated packet to the stack, which resolves the
  * neighbour and forwards it. */
@@ -385,18 +472,19 @@ static __always_inline int forward_tun(struct xdp_md *ctx, const struct packet *
 {
 	struct bpf_fib_lookup fib = {};
 	__u8 dmac[ETH_ALEN], smac[ETH_ALEN];
-	int v6 = pkt->flow.family == LB_AF_INET6, rc, err;
+	int v6 = pkt->flow.family == LB_AF_INET6, rc;
 
 	fib.family = pkt->flow.family;
 	fib.ifindex = ctx->ingress_ifindex;
+	fib.tot_len = pkt->ip_len + tun_overhead(be, v6);
+	if (be->encap == LB_ENCAP_GUE)
+		fib.l4_protocol = IPPROTO_UDP;
+	else
+		fib.l4_protocol = v6 ? IPPROTO_IPV6 : IPPROTO_IPIP;
 	if (v6) {
-		fib.l4_protocol = IPPROTO_IPV6;
-		fib.tot_len = pkt->ip_len + sizeof(struct ipv6hdr);
 		__builtin_memcpy(fib.ipv6_src, be->tun_src, sizeof(fib.ipv6_src));
 		__builtin_memcpy(fib.ipv6_dst, be->addr, sizeof(fib.ipv6_dst));
 	} else {
-		fib.l4_protocol = IPPROTO_IPIP;
-		fib.tot_len = pkt->ip_len + sizeof(struct iphdr);
 		__builtin_memcpy(&fib.ipv4_src, be->tun_src, sizeof(fib.ipv4_src));
 		__builtin_memcpy(&fib.ipv4_dst, be->addr, sizeof(fib.ipv4_dst));
 	}
@@ -406,30 +494,44 @@ static __always_inline int forward_tun(struct xdp_md *ctx, const struct packet *
 		__builtin_memcpy(dmac, fib.dmac, ETH_ALEN);
 		__builtin_memcpy(smac, fib.smac, ETH_ALEN);
 		break;
+	case BPF_FIB_LKUP_RET_FRAG_NEEDED:
+		/* Errors go to the stack. A datagram routers may fragment goes to the stack
+		 * encapsulated, DF clear, to be fragmented as a router would; any other gets an
+		 * error announcing the room left inside the tunnel. */
+		if (pkt->icmp_err || fib.mtu_result <= tun_overhead(be, v6))
+			return verdict(PASS_FRAG_NEEDED, XDP_PASS);
+		if (!may_fragment(ctx, pkt))
+			return send_too_big(ctx, pkt, fib.mtu_result - tun_overhead(be, v6));
+		/* fall through */
 	case BPF_FIB_LKUP_RET_NO_NEIGH:
 		/* Still addressed to this host, so that the stack takes it in to forward. */
 		__builtin_memcpy(dmac, pkt->eth->h_dest, ETH_ALEN);
 		__builtin_memcpy(smac, pkt->eth->h_source, ETH_ALEN);
 		break;
-	case BPF_FIB_LKUP_RET_FRAG_NEEDED:
-		return verdict(PASS_FRAG_NEEDED, XDP_PASS);
 	default:
 		return verdict(DROP_NO_ROUTE, XDP_DROP);
 	}
 
-	if (v6)
-		err = encap_ip6ip6(ctx, be, dmac, smac);
-	else
-		err = encap_ipip(ctx, be, dmac, smac);
-	if (err < 0)
+	if (encap(ctx, pkt, be, dmac, smac) < 0)
 		return verdict(DROP_ENCAP, XDP_DROP);
 	count(&svc_stats, svc_id, bytes, new_flow);
 	count(&be_stats, be_id, bytes, new_flow);
 	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
 		return verdict(PASS_NO_NEIGH, XDP_PASS);
+	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
+		return verdict(PASS_TO_FRAGMENT, XDP_PASS);
 	if (fib.ifindex == ctx->ingress_ifindex)
 		return verdict(TX_TUN, XDP_TX);
 	return verdict(REDIRECT_TUN, bpf_redirect(fib.ifindex, 0));
+}
+
+/* nat_enabled reports whether some backend forwards by NAT (GLOBAL_F_NAT): without one, packets
+ * of no service cannot be replies to translate, and the reverse-NAT tables are not looked up. */
+static __always_inline int nat_enabled(void)
+{
+	__u32 key = 0, *flags = bpf_map_lookup_elem(&lb_globals, &key);
+
+	return flags && (*flags & GLOBAL_F_NAT);
 }
 
 SEC("xdp")
@@ -463,26 +565,39 @@ int xdp_lb(struct xdp_md *ctx)
 		/* An all-ports service (virtual_server IP 0) takes the ports no service names. */
 		sk.port = 0;
 		svcp = bpf_map_lookup_elem(&services, &sk);
-		if (!svcp)
+		if (!svcp) {
+			if (!nat_enabled())
+				return verdict(PASS_NOT_VIP, XDP_PASS);
 			return reply_nat(ctx, &pkt);
+		}
 	}
 	svc = *svcp;
 
 	/* An ICMP error about a flow goes to the backend that sent the packet quoted in it, so
 	 * that its path MTU discovery works; it never creates or confirms a flow. */
 	if (pkt.icmp_err) {
-		struct flow_value *pf = bpf_map_lookup_elem(&flows, &pkt.flow);
+		struct flow_value *pf;
 
+		if (pkt.icmp_err != ICMP_ERR_TOO_BIG)
+			return verdict(PASS_NOT_L4, XDP_PASS);
+		pf = bpf_map_lookup_elem(&flows, &pkt.flow);
 		if (!pf)
 			pf = bpf_map_lookup_elem(&unconfirmed, &pkt.flow);
 		if (!pf)
 			return verdict(PASS_ICMP, XDP_PASS);
 		be_id = pf->backend;
 		be = usable(be_id, svc.id);
-		if (!be || be->method == LB_METHOD_NAT)
+		if (!be)
 			return verdict(PASS_ICMP, XDP_PASS);
 		if (be->method == LB_METHOD_TUN)
 			return forward_tun(ctx, &pkt, be, svc.id, be_id, bytes, 0);
+		if (be->method == LB_METHOD_NAT) {
+			__u8 addr[16];
+
+			__builtin_memcpy(addr, be->addr, sizeof(addr));
+			return forward_nat(ctx, &pkt, 1, addr, nat_port(&pkt, be), svc.id, be_id,
+					   bytes, 0);
+		}
 		rewrite_dr(pkt.eth, be);
 		count(&svc_stats, svc.id, bytes, 0);
 		count(&be_stats, be_id, bytes, 0);

@@ -116,6 +116,14 @@ struct {
 	__type(value, struct lb_stats);
 } be_stats SEC(".maps");
 
+/* Settings of the whole data path: one entry of enum global_flags. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} lb_globals SEC(".maps");
+
 /* Packets per enum lb_reason: every verdict is counted here. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

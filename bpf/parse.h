@@ -47,9 +47,21 @@ struct packet {
 	__u32 ip_len;
 	/* TCP flags byte (FIN, SYN, RST, PSH, ACK, ...); 0 for UDP. */
 	__u8 tcp_flags;
-	/* Set for an ICMP fragmentation-needed or ICMPv6 packet-too-big error: flow is then the
-	 * forward 5-tuple of the packet quoted in it (which went from a VIP to a client). */
+	/* Set for an ICMP or ICMPv6 error (enum icmp_err): flow is then the 5-tuple of the packet
+	 * quoted in it, reversed (a VIP's reply quoted gives the client's flow to the VIP). */
 	__u8 icmp_err;
+};
+
+/* What kind of ICMP error a packet is (packet.icmp_err). */
+enum icmp_err {
+	/* Not an ICMP error. */
+	ICMP_ERR_NONE = 0,
+	/* ICMP fragmentation needed or ICMPv6 packet too big: forwarded to the flow's backend
+	 * whatever its method, for its path MTU discovery. */
+	ICMP_ERR_TOO_BIG,
+	/* Another error (destination or port unreachable, time exceeded, parameter problem):
+	 * only translated for NAT flows. */
+	ICMP_ERR_OTHER,
 };
 
 /* TCP flag bits of the flags byte. */
@@ -203,6 +215,13 @@ done:
 #define ICMP_DEST_UNREACH 3
 #define ICMP_FRAG_NEEDED  4
 #define ICMPV6_PKT_TOOBIG 2
+/* Other ICMP errors (RFC 792) and ICMPv6 errors (RFC 4443) quoting the packet they are about. */
+#define ICMP_SOURCE_QUENCH  4
+#define ICMP_TIME_EXCEEDED  11
+#define ICMP_PARAMETERPROB  12
+#define ICMPV6_DEST_UNREACH 1
+#define ICMPV6_TIME_EXCEED  3
+#define ICMPV6_PARAMPROB    4
 /* Bytes of an ICMP or ICMPv6 header before the quoted packet. */
 #define ICMP_HDR_LEN 8
 
@@ -220,8 +239,15 @@ static __always_inline int parse_icmp_err(void *data_end, void *icmp, int v6, st
 		*reason = PASS_TRUNCATED;
 		return -1;
 	}
-	if (v6 ? hdr[0] != ICMPV6_PKT_TOOBIG
-	       : hdr[0] != ICMP_DEST_UNREACH || hdr[1] != ICMP_FRAG_NEEDED) {
+	if (v6 ? hdr[0] == ICMPV6_PKT_TOOBIG
+	       : hdr[0] == ICMP_DEST_UNREACH && hdr[1] == ICMP_FRAG_NEEDED) {
+		pkt->icmp_err = ICMP_ERR_TOO_BIG;
+	} else if (v6 ? hdr[0] == ICMPV6_DEST_UNREACH || hdr[0] == ICMPV6_TIME_EXCEED ||
+				   hdr[0] == ICMPV6_PARAMPROB
+		      : hdr[0] == ICMP_DEST_UNREACH || hdr[0] == ICMP_SOURCE_QUENCH ||
+				   hdr[0] == ICMP_TIME_EXCEEDED || hdr[0] == ICMP_PARAMETERPROB) {
+		pkt->icmp_err = ICMP_ERR_OTHER;
+	} else {
 		*reason = PASS_NOT_L4;
 		return -1;
 	}
@@ -265,7 +291,6 @@ static __always_inline int parse_icmp_err(void *data_end, void *icmp, int v6, st
 	pkt->flow.sport = ports[1];
 	pkt->flow.dport = ports[0];
 	pkt->flow.proto = proto;
-	pkt->icmp_err = 1;
 	return 0;
 }
 

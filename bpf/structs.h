@@ -38,8 +38,8 @@ struct backend_value {
 	__u8 flags;
 	/* enum lb_method. */
 	__u8 method;
-	/* Unused, zero. */
-	__u8 pad;
+	/* TUN: enum lb_encap. */
+	__u8 encap;
 	/* DR: egress interface towards the real server. */
 	__u32 ifindex;
 	/* DR: real server's MAC (TUN takes next hops from the FIB). */
@@ -52,8 +52,8 @@ struct backend_value {
 	__u8 tun_src[16];
 	/* NAT: the real server's port, network order. */
 	__be16 port;
-	/* Unused, zero. */
-	__u8 pad2[2];
+	/* TUN with GUE: the UDP port the real server decapsulates on, network order. */
+	__be16 tun_port;
 };
 
 /* Value of the reverse NAT tables, keyed by a reply's 5-tuple (real server to client): the

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/sluice-lb/sluice/director"
+	"github.com/sluice-lb/sluice/test/packets"
 )
 
 // BenchmarkPinnedPacket measures the per-packet cost of an established flow's packet through
@@ -37,6 +38,36 @@ func BenchmarkPinnedPacket(b *testing.B) {
 			}
 			if ret != xdpTX {
 				b.Fatalf("verdict %d, want TX", ret)
+			}
+			b.ReportMetric(float64(per.Nanoseconds()), "ns/packet")
+		})
+	}
+}
+
+// BenchmarkNotVIPPacket measures what a packet of no service costs on an interface facing the
+// real servers (a reply, or the host's own traffic), with the reverse-NAT tables looked up, as
+// they must be when some backend forwards by NAT, and skipped, as when none does.
+func BenchmarkNotVIPPacket(b *testing.B) {
+	reply := packets.TCP(packets.Options{SrcMAC: beMACs[beA], DstMAC: lbMAC, Src: beA, Dst: client,
+		SrcPort: 80, DstPort: 1000, TCPFlags: packets.ACK, Payload: []byte("HTTP/1.0 200 OK\r\n\r\n")})
+	for _, bc := range []struct {
+		name  string
+		flags uint32
+	}{{"nat lookups", globalFlagNAT}, {"no nat service", 0}} {
+		b.Run(bc.name, func(b *testing.B) {
+			l := newTestLoader(b, goldenResolver())
+			if err := l.Apply(b.Context(), *snap(svc(tcp80, "rr", be(beA, 1, true), be(beB, 1, true)))); err != nil {
+				b.Fatal(err)
+			}
+			if err := l.setGlobals(bc.flags); err != nil {
+				b.Fatal(err)
+			}
+			ret, per, err := l.Program().Benchmark(reply, b.N, b.ResetTimer)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if ret != xdpPass {
+				b.Fatalf("verdict %d, want PASS", ret)
 			}
 			b.ReportMetric(float64(per.Nanoseconds()), "ns/packet")
 		})

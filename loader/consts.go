@@ -46,6 +46,12 @@ const (
 	methodTUN = 1
 	// methodNAT is LB_METHOD_NAT.
 	methodNAT = 2
+	// encapIPIP is LB_ENCAP_IPIP: TUN backends get IPIP or IP6IP6.
+	encapIPIP = 0
+	// encapGUE is LB_ENCAP_GUE: TUN backends get GUE over UDP to their tunnel port.
+	encapGUE = 1
+	// globalFlagNAT is GLOBAL_F_NAT: some backend forwards by NAT, so replies are looked up.
+	globalFlagNAT = 1 << 0
 )
 
 // Reason is why the XDP program returned its verdict (enum lb_reason in bpf/consts.h).
@@ -74,7 +80,7 @@ const (
 	// ReasonPassNoNeigh passes a TUN or NAT packet, rewritten, to the stack: the next hop has no
 	// neighbour entry yet, and the stack resolves it and forwards the packet.
 	ReasonPassNoNeigh
-	// ReasonPassFragNeeded passes a TUN or NAT packet whose rewrite exceeds the route's MTU.
+	// ReasonPassFragNeeded passes an ICMP error or NAT reply whose rewrite exceeds the route's MTU.
 	ReasonPassFragNeeded
 	// ReasonDropNoBackend drops packets of a service without eligible backends.
 	ReasonDropNoBackend
@@ -103,6 +109,13 @@ const (
 	// ReasonRedirectNATReply sends a NAT real server's reply, translated back, out of another
 	// interface.
 	ReasonRedirectNATReply
+	// ReasonTxICMPTooBig answers a TUN or NAT packet its rewrite makes too big for the route's
+	// MTU, and which may not be fragmented (IPv4 DF, IPv6), with an ICMP frag-needed or
+	// packet-too-big from the VIP.
+	ReasonTxICMPTooBig
+	// ReasonPassToFragment passes a TUN or NAT packet too big for the route's MTU, IPv4 without
+	// DF, to the stack rewritten (TUN: DF clear); the stack fragments it.
+	ReasonPassToFragment
 	// NumReasons is REASON_MAX, the number of reasons.
 	NumReasons
 )
@@ -111,7 +124,8 @@ var reasonNames = [...]string{
 	"PASS_NOT_IP", "PASS_NOT_L4", "PASS_NOT_VIP", "PASS_TRUNCATED", "PASS_BAD_IP",
 	"PASS_FRAGMENT", "PASS_EXT_HDRS", "PASS_ICMP", "PASS_NO_NEIGH", "PASS_FRAG_NEEDED", "DROP_NO_BACKEND",
 	"DROP_TABLE_MISS", "DROP_NO_ROUTE", "DROP_ENCAP", "TX_DR", "REDIRECT_DR", "TX_TUN", "REDIRECT_TUN",
-	"TX_NAT", "REDIRECT_NAT", "TX_NAT_REPLY", "REDIRECT_NAT_REPLY",
+	"TX_NAT", "REDIRECT_NAT", "TX_NAT_REPLY", "REDIRECT_NAT_REPLY", "TX_ICMP_TOO_BIG",
+	"PASS_TO_FRAGMENT",
 }
 
 // String returns the name the C enum gives the reason.

@@ -70,6 +70,9 @@ func TestConstsMatchC(t *testing.T) {
 		"LB_METHOD_DR":      methodDR,
 		"LB_METHOD_TUN":     methodTUN,
 		"LB_METHOD_NAT":     methodNAT,
+		"LB_ENCAP_IPIP":     encapIPIP,
+		"LB_ENCAP_GUE":      encapGUE,
+		"GLOBAL_F_NAT":      globalFlagNAT,
 		"PASS_NOT_IP":       0,
 	}
 	if diff := cmp.Diff(wantEnums, enumVals); diff != "" {

@@ -191,11 +191,13 @@ func (l *Loader) Explain(proto director.Proto, src, dst netip.AddrPort) (directo
 		why("the service has no eligible real server (all down or weight 0): new flows are dropped (drop_no_backend)")
 		return ex, nil
 	}
-	var table *ebpf.Map
-	if err := l.objs.SelTables.Lookup(svc.SelSlot, &table); err != nil {
+	table, owned, err := l.table(svc.SelSlot)
+	if err != nil {
 		return director.Explanation{}, fmt.Errorf("explain: look up selection table in slot %d: %w", svc.SelSlot, err)
 	}
-	defer table.Close()
+	if owned {
+		defer table.Close()
+	}
 	sel := &director.Selection{Size: int(svc.SelSize)}
 	ex.Selection = sel
 	if svc.Flags&svcFlagRR != 0 {

@@ -345,7 +345,7 @@ func checkStats(t *testing.T, i int, before, after Stats, s step, size uint64) {
 	var forwarded bool
 	switch s.wantReason {
 	case ReasonTxDR, ReasonRedirectDR, ReasonTxTUN, ReasonRedirectTUN, ReasonPassNoNeigh,
-		ReasonTxNAT, ReasonRedirectNAT:
+		ReasonTxNAT, ReasonRedirectNAT, ReasonPassToFragment:
 		forwarded = true
 	}
 	one := Counters{Packets: 1, Bytes: size}

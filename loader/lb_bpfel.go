@@ -19,14 +19,14 @@ type lbBackendValue struct {
 	Family  uint8
 	Flags   uint8
 	Method  uint8
-	Pad     uint8
+	Encap   uint8
 	Ifindex uint32
 	Dmac    [6]uint8
 	Smac    [6]uint8
 	SvcId   uint32
 	TunSrc  [16]uint8
 	Port    uint16
-	Pad2    [2]uint8
+	TunPort uint16
 }
 
 type lbFlowKey struct {
@@ -101,6 +101,7 @@ const (
 	lbMapBackends       = "backends"
 	lbMapBeStats        = "be_stats"
 	lbMapFlows          = "flows"
+	lbMapLbGlobals      = "lb_globals"
 	lbMapNatFlows       = "nat_flows"
 	lbMapNatUnconfirmed = "nat_unconfirmed"
 	lbMapPersist        = "persist"
@@ -166,6 +167,7 @@ type lbMapSpecs struct {
 	Backends       *ebpf.MapSpec `ebpf:"backends"`
 	BeStats        *ebpf.MapSpec `ebpf:"be_stats"`
 	Flows          *ebpf.MapSpec `ebpf:"flows"`
+	LbGlobals      *ebpf.MapSpec `ebpf:"lb_globals"`
 	NatFlows       *ebpf.MapSpec `ebpf:"nat_flows"`
 	NatUnconfirmed *ebpf.MapSpec `ebpf:"nat_unconfirmed"`
 	Persist        *ebpf.MapSpec `ebpf:"persist"`
@@ -207,6 +209,7 @@ type lbMaps struct {
 	Backends       *ebpf.Map `ebpf:"backends"`
 	BeStats        *ebpf.Map `ebpf:"be_stats"`
 	Flows          *ebpf.Map `ebpf:"flows"`
+	LbGlobals      *ebpf.Map `ebpf:"lb_globals"`
 	NatFlows       *ebpf.Map `ebpf:"nat_flows"`
 	NatUnconfirmed *ebpf.Map `ebpf:"nat_unconfirmed"`
 	Persist        *ebpf.Map `ebpf:"persist"`
@@ -224,6 +227,7 @@ func (m *lbMaps) Close() error {
 		m.Backends,
 		m.BeStats,
 		m.Flows,
+		m.LbGlobals,
 		m.NatFlows,
 		m.NatUnconfirmed,
 		m.Persist,

@@ -69,21 +69,27 @@ type Loader struct {
 	objs  lbObjects
 	inner *ebpf.MapSpec // template of the selection tables
 
-	mu       sync.Mutex
-	closed   bool
-	links    map[int]link.Link // XDP attachments by ifindex
-	services map[director.ServiceKey]*service
-	svcIDs   *idPool
-	beIDs    *idPool
-	slots    *idPool
-	vipErrs  map[netip.Addr]string  // last VIPInterface error logged per VIP
-	hopErrs  map[netip.Addr]string  // last NextHop error logged per backend address
-	tunErrs  map[netip.Addr]string  // last Route error logged per backend address
-	lastHops map[netip.Addr]NextHop // next hops in use, kept through failed refreshes
-	writes   int                    // map writes made, so tests can check Apply writes only deltas
-	life     *lifecycle             // pinning and attach modes (pin.go)
-	timeouts director.Timeouts      // of the snapshot being applied
-	conns    connWatch              // connection counts and the tables built from them (conns.go)
+	mu        sync.Mutex
+	closed    bool
+	links     map[int]link.Link // XDP attachments by ifindex
+	services  map[director.ServiceKey]*service
+	svcIDs    *idPool
+	beIDs     *idPool
+	slots     *idPool
+	// tables holds this process's handle on each selection table it installed, by slot:
+	// reading a table back through the outer map would need CAP_SYS_ADMIN (map by id), which
+	// the daemon drops after start-up.
+	tables map[uint32]*ebpf.Map
+	vipErrs   map[netip.Addr]string  // last VIPInterface error logged per VIP
+	hopErrs   map[netip.Addr]string  // last NextHop error logged per backend address
+	tunErrs   map[netip.Addr]string  // last Route error logged per backend address
+	globals   uint32                 // lb_globals as last written (globalFlagNAT)
+	globalsOK bool                   // globals was written by this loader
+	lastHops  map[netip.Addr]NextHop // next hops in use, kept through failed refreshes
+	writes    int                    // map writes made, so tests can check Apply writes only deltas
+	life      *lifecycle             // pinning and attach modes (pin.go)
+	timeouts  director.Timeouts      // of the snapshot being applied
+	conns     connWatch              // connection counts and the tables built from them (conns.go)
 }
 
 // service is what Loader last wrote for a service.
@@ -113,11 +119,15 @@ func New(opts Options) (*Loader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load xdp spec: %w", err)
 	}
+	// The reverse NAT tables mirror the flow tables entry for entry: same sizes, so a NAT
+	// flow's reply translation is not evicted before the flow.
 	if opts.FlowTableSize != 0 {
 		spec.Maps[lbMapFlows].MaxEntries = opts.FlowTableSize
+		spec.Maps[lbMapNatFlows].MaxEntries = opts.FlowTableSize
 	}
 	if opts.UnconfirmedTableSize != 0 {
 		spec.Maps[lbMapUnconfirmed].MaxEntries = opts.UnconfirmedTableSize
+		spec.Maps[lbMapNatUnconfirmed].MaxEntries = opts.UnconfirmedTableSize
 	}
 	inner := spec.Maps[lbMapSelTables].InnerMap
 	if inner == nil {
@@ -179,6 +189,9 @@ func New(opts Options) (*Loader, error) {
 	err = l.pinMaps(reuse)
 	if err == nil && l.life.adopted {
 		if err = l.adoptState(); err == nil {
+			err = l.adoptNATFlag()
+		}
+		if err == nil {
 			err = l.adoptLinks()
 		}
 	}
@@ -222,6 +235,10 @@ func (l *Loader) Close() error {
 		}
 		delete(l.links, ifindex)
 	}
+	for slot, m := range l.tables {
+		m.Close()
+		delete(l.tables, slot)
+	}
 	if err := l.objs.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close xdp objects: %w", err))
 	}
@@ -248,7 +265,10 @@ func (l *Loader) Apply(ctx context.Context, s director.Snapshot) error {
 	var order []*director.Service
 	for i := range s.Services {
 		svc := &s.Services[i]
-		switch {
+		switch err := unservable(svc.Key); {
+		case err != nil:
+			errs = append(errs, err)
+			continue
 		case !svc.Key.VIP.IsValid() || svc.Key.VIP.Is4In6() || svc.Key.VIP.Zone() != "":
 			errs = append(errs, fmt.Errorf("service %s: VIP must be a plain IPv4 or IPv6 address", svc.Key))
 			continue
@@ -281,6 +301,12 @@ func (l *Loader) Apply(ctx context.Context, s director.Snapshot) error {
 		}
 	}
 	slices.SortFunc(gone, compareKeys)
+	// Replies are looked up from before the first NAT backend is written until after the last
+	// one is gone.
+	nat := hasNAT(order)
+	if nat {
+		errs = append(errs, l.setGlobals(globalFlagNAT))
+	}
 	failed := map[director.ServiceKey]error{}
 	for _, svc := range order {
 		if err := l.syncService(svc, hops, routes); err != nil {
@@ -304,7 +330,48 @@ func (l *Loader) Apply(ctx context.Context, s director.Snapshot) error {
 			errs = append(errs, err)
 		}
 	}
+	if !nat {
+		errs = append(errs, l.setGlobals(0))
+	}
 	return errors.Join(errs...)
+}
+
+// hasNAT reports whether a service has a NAT backend.
+func hasNAT(order []*director.Service) bool {
+	for _, svc := range order {
+		for _, b := range svc.Backends {
+			if b.Method == director.MethodNAT {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// adoptNATFlag sets GLOBAL_F_NAT before the new program takes over the links when the adopted
+// data plane has a NAT backend: a data plane pinned by a version without lb_globals gets a fresh
+// map, and its NAT replies must not pass untranslated until the first Apply.
+func (l *Loader) adoptNATFlag() error {
+	for _, st := range l.services {
+		for _, bs := range st.backends {
+			if bs.val.Method == methodNAT {
+				return l.setGlobals(globalFlagNAT)
+			}
+		}
+	}
+	return nil
+}
+
+// setGlobals writes the lb_globals flags when they changed.
+func (l *Loader) setGlobals(flags uint32) error {
+	if l.globalsOK && l.globals == flags {
+		return nil
+	}
+	if err := l.put(l.objs.LbGlobals, uint32(0), &flags); err != nil {
+		return fmt.Errorf("write data path flags: %w", err)
+	}
+	l.globals, l.globalsOK = flags, true
+	return nil
 }
 
 func compareKeys(a, b director.ServiceKey) int {
@@ -317,10 +384,14 @@ func compareKeys(a, b director.ServiceKey) int {
 func (l *Loader) syncAttachments(order []*director.Service, routes map[netip.Addr]Route) []error {
 	l.claimAdopted(order)
 	need := map[int]string{}
+	users := map[int][]director.ServiceKey{} // services needing each interface, for AttachError
 	for _, svc := range order {
 		for _, b := range svc.Backends {
 			if rt, ok := routes[b.Addr]; ok && b.Method == director.MethodNAT {
 				need[rt.Ifindex] = rt.Ifname
+				if !slices.Contains(users[rt.Ifindex], svc.Key) {
+					users[rt.Ifindex] = append(users[rt.Ifindex], svc.Key)
+				}
 			}
 		}
 	}
@@ -336,6 +407,9 @@ func (l *Loader) syncAttachments(order []*director.Service, routes map[netip.Add
 		}
 		delete(l.vipErrs, vip)
 		need[ifindex] = name
+		if !slices.Contains(users[ifindex], svc.Key) {
+			users[ifindex] = append(users[ifindex], svc.Key)
+		}
 	}
 	for vip := range l.vipErrs {
 		if !slices.ContainsFunc(order, func(s *director.Service) bool { return s.Key.VIP == vip }) {
@@ -354,7 +428,9 @@ func (l *Loader) syncAttachments(order []*director.Service, routes map[netip.Add
 		}
 		lk, a, err := l.attach(ifindex, name)
 		if err != nil {
-			errs = append(errs, err)
+			keys := users[ifindex]
+			slices.SortFunc(keys, compareKeys)
+			errs = append(errs, &AttachError{Ifindex: ifindex, Name: name, Services: keys, Err: err})
 			continue
 		}
 		l.pinLink(lk, a)
@@ -374,6 +450,24 @@ func (l *Loader) syncAttachments(order []*director.Service, routes map[netip.Add
 	}
 	return errs
 }
+
+// AttachError is an interface the program could attach to in neither native nor generic mode;
+// Apply returns it (joined with its other errors) naming the services that needed the interface,
+// which the XDP data path then does not serve there. Apply tries again on its next call.
+type AttachError struct {
+	Ifindex int
+	Name    string
+	// Services are the services with their VIP on the interface or a NAT real server behind it,
+	// sorted.
+	Services []director.ServiceKey
+	Err      error
+}
+
+// Error is the attach error's text.
+func (e *AttachError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the attach error.
+func (e *AttachError) Unwrap() error { return e.Err }
 
 // attach attaches in native mode, falling back to generic mode for drivers without XDP support
 // with one log line saying why; Options.Generic skips native mode.
@@ -526,6 +620,17 @@ func forwardable(key director.ServiceKey, b director.Backend) bool {
 	default:
 		return false
 	}
+	if b.Method == director.MethodTUN {
+		switch b.Tunnel.Type {
+		case director.TunnelIPIP:
+		case director.TunnelGUE:
+			if b.Tunnel.Port == 0 {
+				return false
+			}
+		default:
+			return false
+		}
+	}
 	return b.Addr.Is4() == key.VIP.Is4() && !b.Addr.Is4In6() && b.Addr.Zone() == ""
 }
 
@@ -656,6 +761,9 @@ func (l *Loader) syncService(svc *director.Service, hops map[netip.Addr]NextHop,
 			var rt Route
 			rt, usable = routes[b.Addr]
 			val.Method = methodTUN
+			if b.Tunnel.Type == director.TunnelGUE {
+				val.Encap, val.TunPort = encapGUE, htons(b.Tunnel.Port)
+			}
 			if usable && ok && b.Up {
 				_, val.TunSrc = addrKey(rt.Src)
 			}
@@ -879,8 +987,12 @@ func (l *Loader) newTable(ids []uint32) (uint32, error) {
 	if err != nil {
 		return 0, fmt.Errorf("create selection table of %d entries: %w", len(ids), err)
 	}
-	// The outer map holds its own reference once m is installed.
-	defer m.Close()
+	installed := false
+	defer func() {
+		if !installed {
+			m.Close()
+		}
+	}()
 	keys := make([]uint32, len(ids))
 	for i := range keys {
 		keys[i] = uint32(i)
@@ -897,7 +1009,24 @@ func (l *Loader) newTable(ids []uint32) (uint32, error) {
 		l.slots.put(slot)
 		return 0, fmt.Errorf("install selection table in slot %d: %w", slot, err)
 	}
+	installed = true
+	if l.tables == nil {
+		l.tables = map[uint32]*ebpf.Map{}
+	}
+	l.tables[slot] = m
 	return slot, nil
+}
+
+// table returns a handle on the selection table in slot, and whether the caller must close it.
+func (l *Loader) table(slot uint32) (m *ebpf.Map, owned bool, err error) {
+	if m := l.tables[slot]; m != nil {
+		return m, false, nil
+	}
+	// A table a previous process installed (until the first Apply replaces it).
+	if err := l.objs.SelTables.Lookup(slot, &m); err != nil {
+		return nil, false, err
+	}
+	return m, true, nil
 }
 
 // freeSlot empties a sel_tables slot, releasing its table, and makes the slot reusable.
@@ -907,6 +1036,10 @@ func (l *Loader) freeSlot(slot uint32) {
 		// Keep the slot out of the pool: it still holds a table.
 		l.log.Error("free selection-table slot", "slot", slot, "err", err)
 		return
+	}
+	if m := l.tables[slot]; m != nil {
+		m.Close()
+		delete(l.tables, slot)
 	}
 	l.slots.put(slot)
 }

@@ -96,6 +96,20 @@ func TestGoldenNAT(t *testing.T) {
 			wantOut: out, wantReason: r, ingress: uint32(lb0.Index)}
 	}
 	with := func(s step, f func(*step)) step { f(&s); return s }
+	// bigTCP is a 1500-byte TCP segment from the client to dst:dport.
+	bigTCP := func(smac, dmac net.HardwareAddr, src, dst netip.Addr, dport uint16, df bool) []byte {
+		return packets.TCP(packets.Options{SrcMAC: smac, DstMAC: dmac, Src: src, Dst: dst, SrcPort: 1000, DstPort: dport,
+			TCPFlags: packets.ACK, ID: 0x4242, DF: df, Payload: make([]byte, 1500-40)})
+	}
+	// linkMTU sets the MTU of lb0, the way to the real servers, for the subtest. (A route's
+	// MTU would not do: forwarding ignores it unless locked, and so does bpf_fib_lookup.)
+	linkMTU := func(mtu int) func() {
+		return func() {
+			lk := n.link(t, n.hLB, "lb0")
+			must(t, n.hLB.LinkSetMTU(lk, mtu))
+			t.Cleanup(func() { must(t, n.hLB.LinkSetMTU(lk, 1500)) })
+		}
+	}
 	var cur *Loader // the subtest's loader
 	// inTable checks which reverse table holds the translation of client:1000's flow to rs.
 	inTable := func(want string) func() {
@@ -186,12 +200,59 @@ func TestGoldenNAT(t *testing.T) {
 			{in: tcp(rsMAC, lbMAC, rs, client, 22, 1000, packets.SYN|packets.ACK), ingress: uint32(lb0.Index),
 				wantVerdict: xdpPass, wantReason: ReasonPassNotVIP},
 		}},
-		// Translating ICMP errors for NAT flows is left for later: they pass.
-		{"icmp frag needed of a nat flow passes", []step{
+		// ICMP errors about NAT flows are translated as IPVS translates them: the quoted
+		// packet whole (addresses, ports, both checksums) and the outer address.
+		{"frag needed from the client side reaches the nat backend", []step{
 			with(fwd(tcp(cliMAC, cliIn, client, vip, 1000, 80, packets.SYN), tcp(lbMAC, rsMAC, client, rs, 1000, rsPort, packets.SYN),
 				ReasonRedirectNAT, tcp80, rs, true), func(s *step) { s.setup = natSvc(tcp80, rs) }),
-			{in: fragNeeded(quoted(vip, client, 80, 1000, false, 8)), wantVerdict: xdpPass, wantReason: ReasonPassICMP},
+			fwd(fragNeeded(quoted(vip, client, 80, 1000, false, 20)),
+				packets.ICMPFragNeeded(packets.Options{SrcMAC: lbMAC, DstMAC: rsMAC, Src: router, Dst: rs}, 1400,
+					quoted(rs, client, rsPort, 1000, false, 20)), ReasonRedirectNAT, tcp80, rs, false),
+			// Quoting only the ports: the quoted checksum is not there to update.
+			fwd(fragNeeded(quoted(vip, client, 80, 1000, false, 8)),
+				packets.ICMPFragNeeded(packets.Options{SrcMAC: lbMAC, DstMAC: rsMAC, Src: router, Dst: rs}, 1400,
+					quoted(rs, client, rsPort, 1000, false, 8)), ReasonRedirectNAT, tcp80, rs, false),
 		}},
+		{"port unreachable from the real server reaches the client from the vip", []step{
+			with(fwd(udp(cliMAC, cliIn, client, vip, 5353, 53, []byte("q"), false), udp(lbMAC, rsMAC, client, rs, 5353, rsPort, []byte("q"), false),
+				ReasonRedirectNAT, udp53nat, rs, true), func(s *step) { s.setup = natSvc(udp53nat, rs) }),
+			reply(icmpErr(packets.Options{SrcMAC: rsMAC, DstMAC: lbMAC, Src: rs, Dst: client}, 3, 3, quoted(client, rs, 5353, rsPort, true, 8)),
+				icmpErr(packets.Options{SrcMAC: lbMAC, DstMAC: gwMAC, Src: vip, Dst: client}, 3, 3, quoted(client, vip, 5353, 53, true, 8)),
+				ReasonTxNATReply),
+		}},
+		{"time exceeded from a router on the real server side", []step{
+			with(fwd(tcp(cliMAC, cliIn, client, vip, 1000, 80, packets.SYN), tcp(lbMAC, rsMAC, client, rs, 1000, rsPort, packets.SYN),
+				ReasonRedirectNAT, tcp80, rs, true), func(s *step) { s.setup = natSvc(tcp80, rs) }),
+			reply(icmpErr(packets.Options{SrcMAC: rsMAC, DstMAC: lbMAC, Src: router, Dst: client}, 11, 0, quoted(client, rs, 1000, rsPort, false, 20)),
+				icmpErr(packets.Options{SrcMAC: lbMAC, DstMAC: gwMAC, Src: vip, Dst: client}, 11, 0, quoted(client, vip, 1000, 80, false, 20)),
+				ReasonTxNATReply),
+		}},
+		{"packet too big from the real server side over ipv6", []step{
+			with(fwd(tcp(cliMAC, cliIn, client6, vip6, 1000, 80, packets.SYN), tcp(lbMAC, rsMAC, client6, rs6, 1000, rsPort, packets.SYN),
+				ReasonRedirectNAT, tcp6, rs6, true), func(s *step) { s.setup = natSvc(tcp6, rs6) }),
+			reply(packets.ICMPv6TooBig(packets.Options{SrcMAC: rsMAC, DstMAC: lbMAC, Src: netip.MustParseAddr("fd99::9"), Dst: client6}, 1280,
+				quoted(client6, rs6, 1000, rsPort, false, 20)),
+				packets.ICMPv6TooBig(packets.Options{SrcMAC: lbMAC, DstMAC: gwMAC, Src: vip6, Dst: client6}, 1280,
+					quoted(client6, vip6, 1000, 80, false, 20)),
+				ReasonTxNATReply),
+		}},
+		// A 1500-byte segment is too big for a real server side with an MTU of 1400.
+		{"too big with DF gets frag needed from the vip", []step{{
+			setup: natSvc(tcp80, rs), in: bigTCP(cliMAC, cliIn, client, vip, 80, true), do: linkMTU(1400),
+			wantVerdict: xdpTX, wantReason: ReasonTxICMPTooBig,
+			wantOut: packets.ICMPFragNeeded(packets.Options{SrcMAC: cliIn, DstMAC: cliMAC, Src: vip, Dst: client}, 1400,
+				bigTCP(cliMAC, cliIn, client, vip, 80, true)[14:14+64]),
+		}}},
+		{"too big without DF goes to the stack translated", []step{{
+			setup: natSvc(tcp80, rs), in: bigTCP(cliMAC, cliIn, client, vip, 80, false), do: linkMTU(1400),
+			wantVerdict: xdpPass, wantReason: ReasonPassToFragment, wantOut: bigTCP(cliMAC, cliIn, client, rs, rsPort, false),
+			wantSvc: tcp80, wantBackend: rs, wantNewFlow: true,
+		}}},
+		{"an error about no nat flow passes", []step{{
+			setup:       natSvc(tcp80, rs),
+			in:          icmpErr(packets.Options{SrcMAC: rsMAC, DstMAC: lbMAC, Src: rs, Dst: client}, 3, 3, quoted(client, rs, 1001, rsPort, false, 8)),
+			wantVerdict: xdpPass, wantReason: ReasonPassNotVIP, ingress: uint32(lb0.Index),
+		}}},
 		{"no neighbour passes the translated packet", []step{
 			with(fwd(tcp(cliMAC, cliIn, client, vip, 1000, 80, packets.SYN), tcp(cliMAC, cliIn, client, silent, 1000, rsPort, packets.SYN),
 				ReasonPassNoNeigh, tcp80, silent, true), func(s *step) { s.setup = natSvc(tcp80, silent) }),
@@ -216,4 +277,14 @@ func TestGoldenNAT(t *testing.T) {
 			})
 		})
 	}
+}
+
+// icmpErr returns an Ethernet/IPv4 ICMP error of type and code from o.Src to o.Dst quoting
+// quoted (RFC 792).
+func icmpErr(o packets.Options, typ, code byte, quoted []byte) []byte {
+	f := packets.ICMPFragNeeded(o, 0, quoted)
+	icmp := f[14+20:]
+	icmp[0], icmp[1], icmp[2], icmp[3] = typ, code, 0, 0
+	binary.BigEndian.PutUint16(icmp[2:], packets.Checksum(icmp))
+	return f
 }

@@ -91,12 +91,20 @@ func TestGoldenTUN(t *testing.T) {
 				ReasonPassNoNeigh, tcp80, silent, true),
 				func(s *step) { s.setup = snap(svc(tcp80, "rr", tunBe(silent))) }),
 		}},
-		{"frame too big for the route's MTU", []step{{
-			setup:       tun4,
-			in:          tcpTo(1000, func(o *packets.Options) { o.Payload = make([]byte, 1500-40) }),
-			do:          func() { must(t, netlink.LinkSetMTU(mustLink(t, "lb0"), 1500)) },
-			wantVerdict: xdpPass, wantReason: ReasonPassFragNeeded,
-		}}},
+		// Without DF the stack gets it encapsulated, DF clear, and fragments the outer packet;
+		// with DF the client gets frag-needed (gue_test.go).
+		{"frame too big for the route's MTU", []step{func() step {
+			big := tcpTo(1000, func(o *packets.Options) { o.Payload = make([]byte, 1500-40) })
+			return step{
+				setup:       tun4,
+				in:          big,
+				do:          func() { must(t, netlink.LinkSetMTU(mustLink(t, "lb0"), 1500)) },
+				wantVerdict: xdpPass, wantReason: ReasonPassToFragment,
+				wantOut: packets.IPIP(packets.Options{SrcMAC: net.HardwareAddr(big[6:12]), DstMAC: net.HardwareAddr(big[0:6]),
+					Src: lbIP, Dst: rs, TTL: 64}, big[14:]),
+				wantSvc: tcp80, wantBackend: rs, wantNewFlow: true,
+			}
+		}()}},
 		{"forwarding disabled", []step{{
 			setup: tun4, in: in, wantVerdict: xdpDrop, wantReason: ReasonDropNoRoute,
 			do: func() { sysctl(t, "net/ipv4/conf/lo/forwarding", "0") },

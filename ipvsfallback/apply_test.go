@@ -310,7 +310,7 @@ func TestResyncRepairsExternalChange(t *testing.T) {
 }
 
 func TestApplyRejectsBadServices(t *testing.T) {
-	sctp := director.ServiceKey{VIP: vip, Port: 80, Proto: 132}
+	icmp := director.ServiceKey{VIP: vip, Port: 80, Proto: 1} // IPVS serves TCP, UDP and SCTP only
 	tests := []struct {
 		name        string
 		svc         director.Service
@@ -318,7 +318,7 @@ func TestApplyRejectsBadServices(t *testing.T) {
 		unsupported bool
 	}{
 		{"unknown scheduler", svc(web, "fastest", be(rs1, 1, director.MethodDR, true)), `unknown scheduler "fastest"`, false},
-		{"sctp", svc(sctp, "rr"), "protocol proto(132)", true},
+		{"icmp", svc(icmp, "rr"), "protocol proto(1)", true},
 		{"bad method", svc(web, "rr", be(rs1, 1, 9, true)), "forwarding method method(9)", true},
 		{"negative weight", svc(web, "rr", be(rs1, -1, director.MethodDR, true)), "negative weight -1", false},
 		{"duplicate server", svc(web, "rr", be(rs1, 1, director.MethodDR, true), be(rs1, 2, director.MethodDR, true)), "listed twice", false},

@@ -22,7 +22,13 @@ var Schedulers = []string{"rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh",
 
 // desired validates a snapshot service and returns what IPVS should hold for it.
 func desired(svc director.Service) (*service, error) {
-	if svc.Key.Proto != director.TCP && svc.Key.Proto != director.UDP {
+	switch {
+	case svc.Key.FWMark != 0:
+		// A firewall-mark service: IPVS keys it by mark and family only.
+		if svc.Key.Port != 0 || svc.Key.Proto != 0 {
+			return nil, fmt.Errorf("firewall-mark service with a port or protocol")
+		}
+	case !servedProto(svc.Key.Proto):
 		return nil, fmt.Errorf("protocol %s: %w", svc.Key.Proto, ErrUnsupported)
 	}
 	if !svc.Key.VIP.IsValid() {
@@ -47,6 +53,10 @@ func desired(svc director.Service) (*service, error) {
 		if _, err := fwdFlags(b.Method); err != nil {
 			return nil, fmt.Errorf("real server %s: %w", k, err)
 		}
+		if b.Method == director.MethodTUN && b.Tunnel.Type != director.TunnelIPIP {
+			// moby/ipvs has no IPVS_DEST_ATTR_TUN_TYPE: the kernel would tunnel with ipip.
+			return nil, fmt.Errorf("real server %s: tunnel type %s: %w", k, b.Tunnel.Type, ErrUnsupported)
+		}
 		if _, dup := s.dests[k]; dup {
 			return nil, fmt.Errorf("real server %s listed twice", k)
 		}
@@ -56,6 +66,11 @@ func desired(svc director.Service) (*service, error) {
 		s.dests[k] = dest{weight: b.Weight, method: b.Method}
 	}
 	return s, nil
+}
+
+// servedProto reports whether IPVS services of protocol p are Sluice's: TCP, UDP and SCTP.
+func servedProto(p director.Proto) bool {
+	return p == director.TCP || p == director.UDP || p == director.SCTP
 }
 
 func validScheduler(name string) bool {
@@ -68,13 +83,15 @@ func validScheduler(name string) bool {
 }
 
 // ipvsService is the netlink form of a service key. IPVS checks the netmask of IPv6 services
-// even without persistence, so it gets the host mask of its family.
+// even without persistence, so it gets the host mask of its family. A firewall-mark service is
+// its mark and family (ipvsadm -f MARK [-6]); netlink then carries no address, port or protocol.
 func ipvsService(k director.ServiceKey, sched string) *ipvs.Service {
 	vip := k.VIP.Unmap()
 	s := &ipvs.Service{
 		Address:   net.IP(vip.AsSlice()),
 		Protocol:  uint16(k.Proto),
 		Port:      k.Port,
+		FWMark:    k.FWMark,
 		SchedName: sched,
 	}
 	if vip.Is4() {
@@ -174,9 +191,16 @@ func fwdFlags(m director.Method) (uint32, error) {
 }
 
 // serviceKey is the key of a kernel service; ok is false for services Sluice does not program
-// (firewall marks, other protocols).
+// (other protocols).
 func serviceKey(s *ipvs.Service) (director.ServiceKey, bool) {
-	if s.FWMark != 0 || (s.Protocol != uint16(director.TCP) && s.Protocol != uint16(director.UDP)) {
+	if s.FWMark != 0 {
+		switch s.AddressFamily {
+		case unix.AF_INET, unix.AF_INET6:
+			return director.FWMarkKey(s.FWMark, s.AddressFamily == unix.AF_INET6), true
+		}
+		return director.ServiceKey{}, false
+	}
+	if s.Protocol > 255 || !servedProto(director.Proto(s.Protocol)) {
 		return director.ServiceKey{}, false
 	}
 	a, ok := netip.AddrFromSlice(s.Address)

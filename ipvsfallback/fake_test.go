@@ -32,7 +32,10 @@ type fakeSvc struct {
 }
 
 func svcID(s *ipvs.Service) string {
-	p := map[uint16]string{6: "TCP", 17: "UDP"}[s.Protocol]
+	if s.FWMark != 0 {
+		return fmt.Sprintf("FWM %d af=%d", s.FWMark, s.AddressFamily)
+	}
+	p := map[uint16]string{6: "TCP", 17: "UDP", 132: "SCTP"}[s.Protocol]
 	return fmt.Sprintf("%s %s", p, net.JoinHostPort(s.Address.String(), fmt.Sprint(s.Port)))
 }
 
@@ -46,7 +49,14 @@ func fwdName(f uint32) string {
 
 func (f *fakeIPVS) find(s *ipvs.Service) *fakeSvc {
 	for _, fs := range f.svcs {
-		if fs.s.Protocol == s.Protocol && fs.s.Port == s.Port && fs.s.Address.Equal(s.Address) && fs.s.FWMark == s.FWMark {
+		if s.FWMark != 0 || fs.s.FWMark != 0 {
+			// The kernel keys a firewall-mark service by mark and family alone.
+			if fs.s.FWMark == s.FWMark && fs.s.AddressFamily == s.AddressFamily {
+				return fs
+			}
+			continue
+		}
+		if fs.s.Protocol == s.Protocol && fs.s.Port == s.Port && fs.s.Address.Equal(s.Address) {
 			return fs
 		}
 	}
@@ -128,7 +138,12 @@ func (f *fakeIPVS) NewService(s *ipvs.Service) error {
 	if f.find(s) != nil {
 		return syscall.EEXIST
 	}
-	f.svcs = append(f.svcs, &fakeSvc{s: *s})
+	c := *s
+	if c.FWMark != 0 {
+		// As the kernel reports it: no address, port or protocol (netlink carries none).
+		c.Address, c.Port, c.Protocol = nil, 0, 0
+	}
+	f.svcs = append(f.svcs, &fakeSvc{s: c})
 	return nil
 }
 

@@ -430,7 +430,7 @@ func counters(s ipvs.DstStats) Counters {
 }
 
 func compareKeys(a, b director.ServiceKey) int {
-	return cmp.Or(a.VIP.Compare(b.VIP), cmp.Compare(a.Port, b.Port), cmp.Compare(a.Proto, b.Proto))
+	return cmp.Or(cmp.Compare(a.FWMark, b.FWMark), a.VIP.Compare(b.VIP), cmp.Compare(a.Port, b.Port), cmp.Compare(a.Proto, b.Proto))
 }
 
 func compareDests(a, b destKey) int {
@@ -442,7 +442,8 @@ func (k destKey) String() string { return netip.AddrPortFrom(k.addr, k.port).Str
 var _ director.StatsReader = (*Dataplane)(nil)
 
 // TrafficStats implements director.StatsReader from IPVS's counters: packets and bytes are both
-// directions (IPVS sees replies only with NAT), new flows are connections.
+// directions (IPVS sees replies only with NAT), new flows are connections, and the live
+// connections are IPVS's own ActiveConn/InActConn per real server, summed per service.
 func (d *Dataplane) TrafficStats() (director.TrafficStats, error) {
 	st, err := d.Stats()
 	if err != nil {
@@ -453,11 +454,16 @@ func (d *Dataplane) TrafficStats() (director.TrafficStats, error) {
 		Backends: make(map[director.ServiceKey]map[netip.AddrPort]director.Counters, len(st)),
 	}
 	for _, s := range st {
-		ts.Services[s.Key] = s.Counters.director()
+		sc := s.Counters.director()
 		m := make(map[netip.AddrPort]director.Counters, len(s.Backends))
 		for _, b := range s.Backends {
-			m[netip.AddrPortFrom(b.Addr, b.Port)] = b.Counters.director()
+			bc := b.Counters.director()
+			bc.ActiveConns, bc.InactConns = nonNegative(b.ActiveConns), nonNegative(b.InactiveConns)
+			sc.ActiveConns += bc.ActiveConns
+			sc.InactConns += bc.InactConns
+			m[netip.AddrPortFrom(b.Addr, b.Port)] = bc
 		}
+		ts.Services[s.Key] = sc
 		ts.Backends[s.Key] = m
 	}
 	return ts, nil
@@ -465,4 +471,12 @@ func (d *Dataplane) TrafficStats() (director.TrafficStats, error) {
 
 func (c Counters) director() director.Counters {
 	return director.Counters{Packets: c.PacketsIn + c.PacketsOut, Bytes: c.BytesIn + c.BytesOut, NewFlows: c.Conns}
+}
+
+// nonNegative converts a connection count the kernel reports as a signed int.
+func nonNegative(n int) uint64 {
+	if n < 0 {
+		return 0
+	}
+	return uint64(n)
 }

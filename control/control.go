@@ -118,7 +118,8 @@ type Interface struct {
 
 // Service is one virtual service.
 type Service struct {
-	Protocol    string       `json:"protocol"` // "TCP" or "UDP"
+	Protocol    string       `json:"protocol"`         // "TCP", "UDP", "SCTP", or "FWM" for a firewall mark
+	FWMark      uint32       `json:"fwmark,omitempty"` // a firewall-mark service's mark; VIP is then 0.0.0.0 or ::
 	VIP         netip.Addr   `json:"vip"`
 	Port        uint16       `json:"port"`
 	Scheduler   string       `json:"scheduler"`

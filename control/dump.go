@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -43,6 +45,10 @@ func WriteStatus(w io.Writer, st Status, now time.Time) {
 		}
 		fmt.Fprintf(w, "vrrp_instance %s: %s since %s ago%s, VIPs %v\n", v.Name, v.State,
 			now.Sub(v.Since).Round(time.Second), prio, v.VIPs)
+		if v.Stats != nil {
+			fmt.Fprintf(w, "  adverts sent %d, received %d; transitions %d; errors %d; %s\n", v.Stats.AdvertsSent,
+				v.Stats.AdvertsReceived, v.Stats.Transitions, v.Stats.Errors, vrrpDrops(v.Stats.Dropped))
+		}
 	}
 	for _, s := range st.Services {
 		up := 0
@@ -57,9 +63,43 @@ func WriteStatus(w io.Writer, st Status, now time.Time) {
 			if !r.Healthy {
 				health = "DOWN"
 			}
-			fmt.Fprintf(w, "  %-28s %-7s weight %-6d %s\n", fmt.Sprintf("%s:%d", r.Address, r.Port), r.Forward, r.Weight, health)
+			line := fmt.Sprintf("  %-28s %-7s weight %-6d %-7s %s", fmt.Sprintf("%s:%d", r.Address, r.Port), r.Forward, r.Weight,
+				health, lastCheck(r.Check))
+			fmt.Fprintln(w, strings.TrimRight(line, " "))
 		}
 	}
+}
+
+// vrrpDrops says how many adverts an instance refused and why, e.g. "dropped 3 (auth 1, ttl 2)".
+func vrrpDrops(by map[string]uint64) string {
+	var total uint64
+	reasons := make([]string, 0, len(by))
+	for reason, n := range by {
+		if n > 0 {
+			total += n
+			reasons = append(reasons, fmt.Sprintf("%s %d", reason, n))
+		}
+	}
+	if total == 0 {
+		return "dropped 0"
+	}
+	slices.Sort(reasons)
+	return fmt.Sprintf("dropped %d (%s)", total, strings.Join(reasons, ", "))
+}
+
+// lastCheck describes a real server's last health-check probe by the checker's kind, e.g. "last
+// check TCP_CHECK 1.2ms" or "last check MISC_CHECK 3s failed: exit status 1"; empty before the
+// first probe. --json has the checker's full description.
+func lastCheck(c *Check) string {
+	if c == nil || c.Checker == "" {
+		return ""
+	}
+	kind, _, _ := strings.Cut(c.Checker, " ") // "MISC_CHECK [\"/bin/check\"] [...]": the kind is enough here
+	s := fmt.Sprintf("last check %s %v", kind, c.Latency.Round(time.Microsecond))
+	if c.Error != "" {
+		s += " failed: " + c.Error
+	}
+	return s
 }
 
 // Dump writes the dump of the given kind to dir/INSTANCE.KIND and returns its path. The file is

@@ -5,6 +5,8 @@ import (
 	"io"
 	"net/netip"
 	"strconv"
+
+	"github.com/sluice-lb/sluice/director"
 )
 
 // ListOptions selects the variant of WriteList.
@@ -45,6 +47,13 @@ func WriteList(w io.Writer, st Status, o ListOptions) error {
 	}
 	for _, s := range st.Services {
 		svc := s.Protocol + "  " + name(s.Protocol, s.VIP, s.Port)
+		if s.FWMark != 0 {
+			// ipvsadm: "FWM  5", and "FWM  5 IPv6" for an IPv6 mark.
+			svc = "FWM  " + strconv.FormatUint(uint64(s.FWMark), 10)
+			if s.VIP.Is6() {
+				svc += " IPv6"
+			}
+		}
 		if o.Rate {
 			fmt.Fprintf(w, "%-33s%s\n", svc, rateColumns(s.Rates))
 		} else if o.Stats {
@@ -78,6 +87,15 @@ func WriteList(w io.Writer, st Status, o ListOptions) error {
 		}
 	}
 	return nil
+}
+
+// protocolName is a service's protocol as ipvsadm names it: TCP, UDP, SCTP, or FWM for a
+// firewall mark.
+func protocolName(k director.ServiceKey) string {
+	if k.FWMark != 0 {
+		return "FWM"
+	}
+	return k.Proto.String()
 }
 
 func counters(c *Counters) string {

@@ -107,13 +107,20 @@ func (m *metricWriter) sample(name, labels string, v float64) {
 	fmt.Fprintf(m.w, "%s%s %s\n", name, labels, strconv.FormatFloat(v, 'g', -1, 64))
 }
 
-func svcLabels(s Service) string {
-	return labels("protocol", s.Protocol, "vip", s.VIP.String(), "port", strconv.Itoa(int(s.Port)))
-}
+func svcLabels(s Service) string { return labels(svcKV(s)...) }
 
 func rsLabels(s Service, r RealServer) string {
-	return labels("protocol", s.Protocol, "vip", s.VIP.String(), "port", strconv.Itoa(int(s.Port)),
-		"real_server", r.Address.String(), "real_port", strconv.Itoa(int(r.Port)))
+	return labels(append(svcKV(s), "real_server", r.Address.String(), "real_port", strconv.Itoa(int(r.Port)))...)
+}
+
+// svcKV names a service; a firewall-mark service (no VIP or port of its own) also by its mark,
+// so two of them never share a series.
+func svcKV(s Service) []string {
+	kv := []string{"protocol", s.Protocol, "vip", s.VIP.String(), "port", strconv.Itoa(int(s.Port))}
+	if s.FWMark != 0 {
+		kv = append(kv, "fwmark", strconv.FormatUint(uint64(s.FWMark), 10))
+	}
+	return kv
 }
 
 // labels renders name/value pairs, escaping values as the exposition format requires.

@@ -153,7 +153,8 @@ func (s *State) Status() Status {
 	st.Services = make([]Service, 0, len(snap.Services))
 	for _, svc := range snap.Services {
 		out := Service{
-			Protocol:  svc.Key.Proto.String(),
+			Protocol:  protocolName(svc.Key),
+			FWMark:    svc.Key.FWMark,
 			VIP:       svc.Key.VIP,
 			Port:      svc.Key.Port,
 			Scheduler: svc.Scheduler,

@@ -51,8 +51,20 @@ func TestBenchSmokeJSON(t *testing.T) {
 	if len(rows) == 0 || rows[0]["scenario"] != "established" || rows[0]["mpps"] == nil {
 		t.Errorf("first row %v: want the established scenario with its Mpps", rows[0])
 	}
-	if !strings.Contains(stderr.String(), "[1/1]") {
-		t.Errorf("no progress on stderr:\n%s", stderr.String())
+	if !strings.Contains(stderr.String(), "[1/7]") || !strings.Contains(stderr.String(), "[7/7]") {
+		t.Errorf("no progress over the 7 smoke scenarios on stderr:\n%s", stderr.String())
+	}
+	// Every method over both families is in the output.
+	seen := map[string]bool{}
+	for _, r := range rows {
+		if r["kind"] == "throughput" {
+			seen[r["mode"].(string)+" "+r["family"].(string)] = true
+		}
+	}
+	for _, want := range []string{"dr ipv4", "dr ipv6", "tun ipv4", "tun ipv6", "nat ipv4", "nat ipv6"} {
+		if !seen[want] {
+			t.Errorf("no %s scenario in the JSON output (have %v)", want, seen)
+		}
 	}
 	b, err := os.ReadFile(svg)
 	if err != nil || !bytes.HasPrefix(b, []byte("<svg")) {

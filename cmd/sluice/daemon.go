@@ -20,6 +20,7 @@ import (
 
 	"github.com/sluice-lb/sluice/config"
 	"github.com/sluice-lb/sluice/control"
+	"github.com/sluice-lb/sluice/loader"
 	"github.com/sluice-lb/sluice/notify"
 )
 
@@ -169,6 +170,8 @@ type lifecycleFlags struct {
 	instance string
 	// dontRelease leaves the data plane forwarding on SIGTERM (keepalived -I).
 	dontRelease bool
+	// flowTable and unconfirmedTable size the XDP connection tables; 0 means the defaults.
+	flowTable, unconfirmedTable uint
 }
 
 // addLifecycleFlags registers --instance and --dont-release-dataplane with keepalived's
@@ -181,6 +184,10 @@ func addLifecycleFlags(fs *flag.FlagSet) *lifecycleFlags {
 	fs.BoolVar(&lc.dontRelease, "dont-release-dataplane", false, help)
 	fs.BoolVar(&lc.dontRelease, "dont-release-ipvs", false, help+" (keepalived's name)")
 	fs.BoolVar(&lc.dontRelease, "I", false, help+" (keepalived: -I)")
+	fs.UintVar(&lc.flowTable, "flow-table-size", loader.DefaultFlowTableSize,
+		"XDP: entries of the table of confirmed connections (about 56 bytes each, plus as many for NAT replies)")
+	fs.UintVar(&lc.unconfirmedTable, "unconfirmed-table-size", loader.DefaultUnconfirmedTableSize,
+		"XDP: entries of the table of connections seen once (a SYN flood churns this one only)")
 	return lc
 }
 
@@ -189,6 +196,14 @@ func addLifecycleFlags(fs *flag.FlagSet) *lifecycleFlags {
 func (lc *lifecycleFlags) resolve(fs *flag.FlagSet, socket *string) error {
 	if lc.instance == "" || lc.instance == "." || lc.instance == ".." || strings.ContainsAny(lc.instance, "/\x00") {
 		return fmt.Errorf("--instance %q: want a name without slashes", lc.instance)
+	}
+	for _, f := range []struct {
+		name string
+		v    uint
+	}{{"flow-table-size", lc.flowTable}, {"unconfirmed-table-size", lc.unconfirmedTable}} {
+		if f.v < 1024 || f.v > 1<<26 {
+			return fmt.Errorf("--%s %d: want 1024 to %d entries", f.name, f.v, 1<<26)
+		}
 	}
 	set := false
 	fs.Visit(func(f *flag.Flag) { set = set || f.Name == "socket" })

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 
 	"github.com/sluice-lb/sluice/control"
+	"github.com/sluice-lb/sluice/dataplane"
 	"github.com/sluice-lb/sluice/director"
 	"github.com/sluice-lb/sluice/ipvsfallback"
 	"github.com/sluice-lb/sluice/loader"
@@ -28,13 +29,19 @@ func validDataplane(name string) bool {
 func xdpOpener(log *slog.Logger, dataplane string, lc *lifecycleFlags) func() (forwarder, error) {
 	return func() (forwarder, error) {
 		return loader.New(loader.Options{Logger: log, PinDir: loader.PinPath(lc.instance),
-			KeepOnClose: lc.dontRelease, Generic: dataplane == "xdp-generic"})
+			KeepOnClose: lc.dontRelease, Generic: dataplane == "xdp-generic",
+			FlowTableSize: uint32(lc.flowTable), UnconfirmedTableSize: uint32(lc.unconfirmedTable)})
 	}
 }
 
 // dataplaneInterfaces returns what lists the interfaces the XDP data plane runs on and in which
-// mode, for sluice status; nil for other data planes.
+// mode, for sluice status, and under --dataplane auto the interfaces XDP could not attach to,
+// served by IPVS; nil for other data planes.
 func dataplaneInterfaces(dp forwarder) func() []control.Interface {
+	auto, _ := dp.(*dataplane.Auto)
+	if auto != nil {
+		dp, _ = auto.XDP().(forwarder)
+	}
 	ld, ok := dp.(*loader.Loader)
 	if !ok {
 		return nil
@@ -48,8 +55,30 @@ func dataplaneInterfaces(dp forwarder) func() []control.Interface {
 			}
 			out = append(out, control.Interface{Name: name, Mode: "xdp " + a.Mode, Reason: a.Reason})
 		}
+		if auto != nil {
+			out = append(out, failedInterfaces(auto.Failures())...)
+		}
 		return out
 	}
+}
+
+// failedInterfaces says who serves each interface XDP could not attach to: IPVS, or nothing when
+// IPVS cannot open either.
+func failedInterfaces(fs []dataplane.Failure) []control.Interface {
+	var out []control.Interface
+	for _, f := range fs {
+		name := f.Name
+		if name == "" {
+			name = fmt.Sprintf("ifindex %d", f.Ifindex)
+		}
+		i := control.Interface{Name: name, Mode: "ipvs", Reason: "auto: XDP cannot attach: " + f.Reason}
+		if f.FallbackErr != "" {
+			i.Mode = "none"
+			i.Reason += "; IPVS unavailable: " + f.FallbackErr
+		}
+		out = append(out, i)
+	}
+	return out
 }
 
 // openIPVS opens kernel IPVS.
@@ -61,7 +90,8 @@ func openIPVS(log *slog.Logger) (forwarder, error) {
 // xdp, xdp-generic (XDP in generic mode on every interface), ipvs, or auto, which takes XDP and
 // falls back to kernel IPVS when the XDP program cannot be loaded (no BPF in the kernel, no
 // privilege for it), logging the reason in one line. An interface where native XDP cannot
-// attach gets generic XDP, logged when the first snapshot is applied.
+// attach gets generic XDP; one where neither can has its services served by IPVS, opened then
+// (dataplane.Auto), both logged when a snapshot is applied.
 func openDataplane(name string, log *slog.Logger, openXDP, openIPVS func() (forwarder, error)) (forwarder, string, error) {
 	switch name {
 	case "xdp", "xdp-generic":
@@ -77,7 +107,10 @@ func openDataplane(name string, log *slog.Logger, openXDP, openIPVS func() (forw
 	case "auto":
 		dp, xerr := openXDP()
 		if xerr == nil {
-			return dp, "xdp", nil
+			auto := dataplane.New(dataplane.Options{Logger: log, XDP: dp,
+				OpenFallback: func() (dataplane.Forwarder, error) { return openIPVS() }})
+			// "xdp": interfaces XDP cannot attach to are listed with their own line in status.
+			return auto, "xdp", nil
 		}
 		if errors.Is(xerr, loader.ErrInUse) {
 			// Another daemon forwards for this instance: IPVS alongside it would fight it.

@@ -9,6 +9,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
+	"github.com/sluice-lb/sluice/control"
+	"github.com/sluice-lb/sluice/dataplane"
 	"github.com/sluice-lb/sluice/director"
 	"github.com/sluice-lb/sluice/ipvsfallback"
 	"github.com/sluice-lb/sluice/loader"
@@ -92,4 +95,36 @@ func TestOpenIPVSOnThisKernel(t *testing.T) {
 		return
 	}
 	dp.Close()
+}
+
+// TestAutoWrapsXDP checks that --dataplane auto hands the XDP data plane to dataplane.Auto,
+// which moves the services of interfaces XDP cannot attach to onto IPVS.
+func TestAutoWrapsXDP(t *testing.T) {
+	okXDP := func() (forwarder, error) { return stubForwarder{"xdp"}, nil }
+	okIPVS := func() (forwarder, error) { return stubForwarder{"ipvs"}, nil }
+	dp, _, err := openDataplane("auto", slog.New(slog.DiscardHandler), okXDP, okIPVS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	auto, ok := dp.(*dataplane.Auto)
+	if !ok {
+		t.Fatalf("auto opened %T, want *dataplane.Auto", dp)
+	}
+	if got := auto.XDP(); got != (stubForwarder{"xdp"}) {
+		t.Errorf("Auto wraps %v, want the XDP data plane", got)
+	}
+}
+
+func TestFailedInterfaces(t *testing.T) {
+	got := failedInterfaces([]dataplane.Failure{
+		{Ifindex: 3, Name: "eth1", Reason: "attach xdp to eth1: native: busy; generic: exists"},
+		{Ifindex: 4, Reason: "attach xdp: busy", FallbackErr: "IPVS is not available"},
+	})
+	want := []control.Interface{
+		{Name: "eth1", Mode: "ipvs", Reason: "auto: XDP cannot attach: attach xdp to eth1: native: busy; generic: exists"},
+		{Name: "ifindex 4", Mode: "none", Reason: "auto: XDP cannot attach: attach xdp: busy; IPVS unavailable: IPVS is not available"},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("failedInterfaces (-want +got):\n%s", diff)
+	}
 }

@@ -143,6 +143,7 @@ func run(args []string, stderr io.Writer) int {
 	pidFile := fs.String("p", "", "write the daemon's pid to this file (keepalived: -p, --pid)")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	metricsAddr := fs.String("metrics-listen", "", "serve Prometheus metrics on this address, e.g. 127.0.0.1:9723 (off by default)")
+	keepCaps := fs.Bool("keep-caps", false, "keep every capability after start-up (debugging; by default only those docs/operating.md lists stay)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -253,6 +254,12 @@ func run(args []string, stderr io.Writer) int {
 		log.Info("serving metrics", "addr", ln.Addr().String())
 	}
 
+	if !*keepCaps {
+		if err := dropCaps(log); err != nil {
+			log.Error("drop capabilities (--keep-caps skips this)", "err", err)
+			return 1
+		}
+	}
 	log.Info("sluice starting", "version", version, "config", *file, "control", srv.Path())
 	err = director.Run(ctx, director.Options{Config: cfg, Notify: ntf, Dataplane: dp, Logger: log, Reload: reload, Applied: state.Applied, OnVRRP: state.VRRP,
 		OnHealth: state.Health, OnProbe: state.Probe, OnVRRPInstance: state.VRRPInstance})

@@ -56,6 +56,8 @@ func TestCommandLine(t *testing.T) {
 			wantErrAll: []string{bad + ":2:13: "}},
 		{name: "unknown data plane", args: []string{"run", "-f", good, "--dataplane", "dpdk"}, wantCode: 2,
 			wantErrAll: []string{`--dataplane "dpdk": want auto, xdp, xdp-generic or ipvs`}},
+		{name: "flow table too small", args: []string{"run", "-f", good, "--flow-table-size", "10"}, wantCode: 2,
+			wantErrAll: []string{"--flow-table-size 10: want 1024 to"}},
 		{name: "-P and -C exclude each other", args: []string{"run", "-f", good, "-P", "-C"}, wantCode: 2,
 			wantErrAll: []string{"-P (VRRP only) and -C (checks only) exclude each other"}},
 		{name: "stray argument", args: []string{"run", "-f", good, "extra"}, wantCode: 2, wantErrAll: []string{`unexpected argument "extra"`}},

@@ -465,7 +465,7 @@ func TestRunsWithUnitCapabilities(t *testing.T) {
 	for _, line := range strings.Split(string(status), "\n") {
 		if v, ok := strings.CutPrefix(line, "CapBnd:"); ok {
 			bnd, _ := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
-			const want = 1<<12 | 1<<13 | 1<<38 | 1<<39 | 1<<6 | 1<<7 // NET_ADMIN NET_RAW PERFMON BPF SETGID SETUID
+			const want = 1<<12 | 1<<13 | 1<<38 | 1<<39 | 1<<6 | 1<<7 | 1<<5 // NET_ADMIN NET_RAW PERFMON BPF SETGID SETUID KILL
 			if bnd != want {
 				t.Errorf("daemon's bounding set %#x, want %#x", bnd, uint64(want))
 			}

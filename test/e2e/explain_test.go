@@ -230,9 +230,12 @@ func TestVRRPMetricsAndExplain(t *testing.T) {
 		{"MASTER", "forward", "is MASTER here"},
 		{"BACKUP", "pass", "is BACKUP here, not MASTER"},
 	} {
-		out, err := l.Directors[i].Command(sluiceBin, "explain", "--json", "tcp", src, vip).Output()
+		cmd := l.Directors[i].Command(sluiceBin, "explain", "--json", "tcp", src, vip)
+		var errb strings.Builder
+		cmd.Stderr = &errb
+		out, err := cmd.Output()
 		if err != nil {
-			t.Fatalf("director %d: sluice explain: %v", i, err)
+			t.Fatalf("director %d: sluice explain: %v: %s", i, err, errb.String())
 		}
 		var ex control.Explanation
 		if err := json.Unmarshal(out, &ex); err != nil {

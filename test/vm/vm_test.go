@@ -25,9 +25,11 @@ var guestTests = []string{
 	"TestSluiceNAT",
 	"TestSluiceTunnel",
 	"TestSluiceAutoFallback",
+	"TestSluiceAutoPerInterface",
 	"TestSluiceVRRPOwnership",
 	"TestKernelSchedulerFlags",
 	"TestConformance",
+	"TestKernelFWMarkAndSCTP",
 }
 
 // Bounds of the whole VM test: building, booting and running the guest.
@@ -91,8 +93,9 @@ func TestIPVSInVM(t *testing.T) {
 	// crc32c_generic: libcrc32c (needed by nf_conntrack) asks the crypto API for crc32c at load,
 	// which only a modprobe-capable system would load on demand. xfrm_user and nfnetlink: the
 	// netlink library the namespace harness uses opens sockets of those protocols.
-	// ipip: the real servers of the TUN test unwrap IPIP on tunl0.
-	mods := []string{"crc32c_generic", "xfrm_user", "nfnetlink", "ip_vs", "veth", "bridge", "ipip"}
+	// ipip: the real servers of the TUN test unwrap IPIP on tunl0; ip6_tunnel: the conformance
+	// suite's TUN bed (test/lab.BuildTUN) gives them kernel ipip and ip6tnl endpoints.
+	mods := []string{"crc32c_generic", "xfrm_user", "nfnetlink", "ip_vs", "veth", "bridge", "ipip", "ip6_tunnel"}
 	for _, s := range []string{"rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh", "twos"} {
 		if _, err := os.Stat(filepath.Join(kernel.Modules, "kernel/net/netfilter/ipvs/ip_vs_"+s+".ko")); err == nil {
 			mods = append(mods, "ip_vs_"+s)

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"runtime"
@@ -40,6 +41,7 @@ func TestGeneratorFrames(t *testing.T) {
 		pairs bool
 		cpus  uint32
 		proto director.Proto
+		v6    bool
 		flags uint8
 		// want returns the flow index and SYN-ness of run k; cpu is read from the frame.
 		want func(k, cpu uint32) (uint32, bool)
@@ -62,8 +64,33 @@ func TestGeneratorFrames(t *testing.T) {
 			want: func(k, _ uint32) (uint32, bool) { return (k % 3) * 2, false },
 		},
 		{
+			name: "established ipv6", mode: genEstablished, flows: 5, v6: true, flags: packets.ACK,
+			want: func(k, _ uint32) (uint32, bool) { return k % 5, false },
+		},
+		{
+			name: "established udp ipv6", mode: genEstablished, flows: 4, v6: true, proto: director.UDP,
+			want: func(k, _ uint32) (uint32, bool) { return k % 4, false },
+		},
+		{
 			name: "new", mode: genNew, flags: packets.SYN,
 			want: func(k, cpu uint32) (uint32, bool) { return newFlowBase + (k<<6 | cpu), true },
+		},
+		{
+			name: "new ipv6", mode: genNew, v6: true, flags: packets.SYN,
+			want: func(k, cpu uint32) (uint32, bool) { return newFlowBase + (k<<6 | cpu), true },
+		},
+		{
+			name: "udp flood", mode: genNew, proto: director.UDP,
+			want: func(k, cpu uint32) (uint32, bool) { return newFlowBase + (k<<6 | cpu), true },
+		},
+		{
+			name: "mixed ipv6", mode: genMixed, flows: 3, v6: true, flags: packets.ACK,
+			want: func(k, cpu uint32) (uint32, bool) {
+				if k%2 == 0 {
+					return (k / 2) % 3, false
+				}
+				return newFlowBase + ((k/2)<<6 | cpu), true
+			},
 		},
 		{
 			name: "mixed", mode: genMixed, flows: 3, flags: packets.ACK,
@@ -77,7 +104,15 @@ func TestGeneratorFrames(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tmpl := template(packets.DefaultSrcMAC, packets.DefaultDstMAC, srcBase, vip, vipPort, tt.proto, tt.flags)
+			fam := ipv4
+			if tt.v6 {
+				fam = ipv6
+			}
+			tmpl := template(packets.DefaultSrcMAC, packets.DefaultDstMAC, fam.srcBase, fam.vip, vipPort, tt.proto, tt.flags)
+			lay, err := layoutOf(tmpl)
+			if err != nil {
+				t.Fatal(err)
+			}
 			prog, counter, err := newGenerator(genSpec{mode: tt.mode, flows: tt.flows, pairs: tt.pairs, cpus: tt.cpus, template: tmpl})
 			if err != nil {
 				t.Fatal(err)
@@ -89,8 +124,12 @@ func TestGeneratorFrames(t *testing.T) {
 			for k := range uint32(8) {
 				// Live frames arrive as the last path left them: start from a frame
 				// some other path rewrote.
-				in := flowFrame(12345, k%2 == 0, vip.Next())
-				in[22] = 3 // TTL
+				in := flowFrame(12345, k%2 == 0, fam.vip.Next())
+				if tt.v6 {
+					in[14+7] = 3 // hop limit
+				} else {
+					in[22] = 3 // TTL
+				}
 				copy(in, "\x02\x00\x00\x00\x00\x99\x02\x00\x00\x00\x00\x98")
 				out := make([]byte, len(tmpl))
 				ret, err := prog.Run(&ebpf.RunOptions{Data: in, DataOut: out})
@@ -100,10 +139,10 @@ func TestGeneratorFrames(t *testing.T) {
 				if ret != xdpTx {
 					t.Fatalf("run %d: verdict %d, want XDP_TX", k, ret)
 				}
-				sport := uint32(binary.BigEndian.Uint16(out[offSport:]))
+				sport := uint32(binary.BigEndian.Uint16(out[lay.sport:]))
 				cpu := (sport - portBase) & 63
 				idx, syn := tt.want(k, cpu)
-				want := flowPacket(idx, tt.proto, syn, vip)
+				want := flowPacket(idx, tt.proto, syn, fam.vip)
 				if diff := cmp.Diff(want, out); diff != "" {
 					t.Errorf("run %d (flow %d): frame mismatch (-want +got):\n%s", k, idx, diff)
 				}
@@ -131,7 +170,8 @@ func pinCPU(t *testing.T) {
 	})
 }
 
-// TestSinkCounts checks that the sink counts IPv4 packets and SYNs, drops them, and passes ARP.
+// TestSinkCounts checks that the sink counts IPv4 and IPv6 packets, SYNs, encapsulated packets
+// and packets to a VIP, drops them, and passes ARP and neighbour discovery.
 func TestSinkCounts(t *testing.T) {
 	needRoot(t)
 	prog, counters, err := newSink()
@@ -140,19 +180,40 @@ func TestSinkCounts(t *testing.T) {
 	}
 	defer counters.Close()
 	defer prog.Close()
+	real4, real6 := realAddr(0), realAddr6(0)
+	ipip := packets.IPIP(packets.Options{Src: netip.MustParseAddr("10.77.1.1"), Dst: real4}, flowFrame(3, true, vip)[14:])
+	ip6ip6 := packets.IP6IP6(packets.Options{Src: dirAddr6(0), Dst: real6}, flowFrame(3, true, vip6)[14:])
+	nat := func(f []byte, off int, a netip.Addr) []byte {
+		copy(f[off:], a.AsSlice()) // checksums do not matter to the sink
+		return f
+	}
 	tests := []struct {
 		name    string
 		frame   []byte
 		verdict uint32
+		want    [sinkKeys]uint64 // packets, SYNs, encapsulated, to a VIP
 	}{
-		{"arp passes", packets.ARPRequest(packets.Options{}), xdpPass},
-		{"ack counted", flowFrame(1, false, vip), xdpDrop},
-		{"syn counted", flowFrame(2, true, vip), xdpDrop},
-		{"udp counted", packets.UDP(packets.Options{SrcPort: 1, DstPort: 2}), xdpDrop},
-		{"runt passes", []byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14}, xdpPass},
+		{"arp passes", packets.ARPRequest(packets.Options{}), xdpPass, [4]uint64{}},
+		{"icmpv6 passes (neighbour discovery)", packets.ICMPv6TooBig(packets.Options{Src: dirAddr6(0), Dst: real6}, 1280, flowFrame(1, false, vip6)[14:]), xdpPass, [4]uint64{}},
+		{"ipv6 hop-by-hop first (MLD) passes", func() []byte { f := flowFrame(1, false, vip6); f[14+6] = 0; return f }(), xdpPass, [4]uint64{}},
+		{"ack to vip", flowFrame(1, false, vip), xdpDrop, [4]uint64{1, 0, 0, 1}},
+		{"syn to vip", flowFrame(2, true, vip), xdpDrop, [4]uint64{1, 1, 0, 1}},
+		{"udp elsewhere", packets.UDP(packets.Options{SrcPort: 1, DstPort: 2}), xdpDrop, [4]uint64{1, 0, 0, 0}},
+		{"ipv6 ack to vip", flowFrame(1, false, vip6), xdpDrop, [4]uint64{1, 0, 0, 1}},
+		{"ipv6 syn to vip", flowFrame(2, true, vip6), xdpDrop, [4]uint64{1, 1, 0, 1}},
+		{"ipv6 udp to vip", flowPacket(2, director.UDP, false, vip6), xdpDrop, [4]uint64{1, 0, 0, 1}},
+		{"ipip", ipip, xdpDrop, [4]uint64{1, 0, 1, 0}},
+		{"ipv6 in ipv6", ip6ip6, xdpDrop, [4]uint64{1, 0, 1, 0}},
+		{"nat syn", nat(flowFrame(4, true, vip), 30, real4), xdpDrop, [4]uint64{1, 1, 0, 0}},
+		{"ipv6 nat syn", nat(flowFrame(4, true, vip6), 38, real6), xdpDrop, [4]uint64{1, 1, 0, 0}},
+		{"runt passes", []byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14}, xdpPass, [4]uint64{}},
 	}
+	var prev []uint64
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			if prev == nil {
+				prev = make([]uint64, sinkKeys)
+			}
 			ret, _, err := prog.Test(tt.frame)
 			if err != nil {
 				t.Fatal(err)
@@ -160,14 +221,19 @@ func TestSinkCounts(t *testing.T) {
 			if ret != tt.verdict {
 				t.Errorf("verdict %d, want %d", ret, tt.verdict)
 			}
+			got, err := readCounters(counters, sinkKeys)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var delta [sinkKeys]uint64
+			for k := range delta {
+				delta[k] = got[k] - prev[k]
+			}
+			prev = got
+			if diff := cmp.Diff(tt.want, delta); diff != "" {
+				t.Errorf("counted (packets, syn, encapsulated, to vip) (-want +got):\n%s", diff)
+			}
 		})
-	}
-	got, err := readCounters(counters, sinkKeys)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if diff := cmp.Diff([]uint64{3, 1}, got); diff != "" {
-		t.Errorf("counters (packets, syn) (-want +got):\n%s", diff)
 	}
 }
 
@@ -210,9 +276,10 @@ func TestSmoke(t *testing.T) {
 	if err != nil {
 		t.Fatalf("run: %v\nprogress:\n%s", err, progress.String())
 	}
-	kinds := map[string]int{}
+	kinds, modes := map[string]int{}, map[string]int{}
 	for _, r := range results {
 		kinds[r.Kind]++
+		name := fmt.Sprintf("%s %s %s %s", r.Scenario, r.Mode, r.Family, r.Proto)
 		switch r.Kind {
 		case "throughput":
 			if r.Delivered == 0 || deref(r.Mpps) <= 0 || deref(r.CeilingMpps) <= 0 {
@@ -220,8 +287,8 @@ func TestSmoke(t *testing.T) {
 			}
 			_, nftErr := exec.LookPath("nft")
 			switch {
-			case nftErr == nil && deref(r.NftMpps) <= 0:
-				t.Errorf("%s: nft baseline %v, want traffic through nftables DNAT", r.Scenario, r.NftMpps)
+			case nftErr == nil && r.Mode == "dr" && r.Scenario == "established" && deref(r.NftMpps) <= 0:
+				t.Errorf("%s: nft baseline %v, want traffic through nftables DNAT", name, r.NftMpps)
 			case nftErr != nil && os.Getenv("CI") != "":
 				t.Errorf("nft(8) missing under CI: scripts/install-deps installs it")
 			}
@@ -233,9 +300,25 @@ func TestSmoke(t *testing.T) {
 					t.Errorf("%s: real server %d received nothing (per real %v)", r.Scenario, i, r.PerReal)
 				}
 			}
-			if r.EstablishedKept == nil || *r.EstablishedKept != 1 {
-				t.Errorf("%s: established flows kept %v, want all", r.Scenario, r.EstablishedKept)
+			if r.Flows > 0 && (r.EstablishedKept == nil || *r.EstablishedKept != 1) {
+				t.Errorf("%s: established flows kept %v, want all", name, r.EstablishedKept)
 			}
+			// What reached the real servers is what the method promises: DR leaves the VIP
+			// as the destination, TUN encapsulates, NAT rewrites the destination.
+			wantEncap, wantToVIP := uint64(0), uint64(0)
+			switch r.Mode {
+			case "dr":
+				wantToVIP = r.Delivered
+			case "tun":
+				wantEncap = r.Delivered
+			case "nat":
+			default:
+				t.Errorf("%s: mode %q", name, r.Mode)
+			}
+			if r.Encapsulated != wantEncap || r.ToVIP != wantToVIP {
+				t.Errorf("%s: of %d delivered, %d encapsulated and %d to the VIP; want %d and %d", name, r.Delivered, r.Encapsulated, r.ToVIP, wantEncap, wantToVIP)
+			}
+			modes[r.Mode+" "+r.Family]++
 			if r.NsPerPacket == nil || *r.NsPerPacket <= 0 {
 				t.Errorf("%s: ns_per_packet %v, want a measurement", r.Scenario, r.NsPerPacket)
 			}
@@ -249,8 +332,13 @@ func TestSmoke(t *testing.T) {
 			}
 		}
 	}
-	if diff := cmp.Diff(map[string]int{"throughput": 1, "testrun": 4, "control": 3}, kinds); diff != "" {
+	// DR over each family, TUN and NAT over each family: 4 paths (repeated hit, new flow, hit
+	// run once, miss) for DR, 3 for TUN and NAT.
+	if diff := cmp.Diff(map[string]int{"throughput": 7, "testrun": 2*4 + 4*3, "control": 3}, kinds); diff != "" {
 		t.Errorf("result kinds (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(map[string]int{"dr ipv4": 2, "dr ipv6": 1, "tun ipv4": 1, "tun ipv6": 1, "nat ipv4": 1, "nat ipv6": 1}, modes); diff != "" {
+		t.Errorf("throughput scenarios by method and family (-want +got):\n%s", diff)
 	}
 
 	var js bytes.Buffer

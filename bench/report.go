@@ -25,7 +25,7 @@ func WriteJSON(w io.Writer, results []Result) error {
 // WriteTable writes results as aligned tables: throughput, test-run costs, control plane.
 func WriteTable(w io.Writer, results []Result) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\tflows\tcores\tsluice Mpps\tceiling Mpps\t×ceiling\tnft Mpps\t×nft\tns/pkt\testablished kept\tper real server\t")
+	fmt.Fprintln(tw, "scenario\tmode\tfamily\tproto\tflows\tcores\tsluice Mpps\tceiling Mpps\t×ceiling\tnft Mpps\t×nft\tns/pkt\testablished kept\tper real server\t")
 	for _, r := range results {
 		if r.Kind != "throughput" {
 			continue
@@ -34,22 +34,22 @@ func WriteTable(w io.Writer, results []Result) error {
 		if r.EstablishedKept != nil {
 			kept = fmt.Sprintf("%.0f%%", 100**r.EstablishedKept)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
-			r.Scenario, r.Flows, r.Cores, num(r.Mpps, 3), num(r.CeilingMpps, 3), ratio(r.Mpps, r.CeilingMpps),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
+			r.Scenario, r.Mode, r.Family, r.Proto, r.Flows, r.Cores, num(r.Mpps, 3), num(r.CeilingMpps, 3), ratio(r.Mpps, r.CeilingMpps),
 			num(r.NftMpps, 3), ratio(r.Mpps, r.NftMpps), num(r.NsPerPacket, 1), kept, perReal(r.PerReal))
 	}
-	fmt.Fprintln(tw, "\t\t\t\t\t\t\t\t\t\t\t")
-	fmt.Fprintln(tw, "test-run path\t\t\tns/pkt\traw ns/pkt\t\t\t\t\t\t\t")
+	fmt.Fprintln(tw, "\t\t\t\t\t\t\t\t\t\t\t\t\t\t")
+	fmt.Fprintln(tw, "test-run path\tmode\tfamily\t\t\t\tns/pkt\traw ns/pkt\t\t\t\t\t\t\t")
 	for _, r := range results {
 		if r.Kind == "testrun" {
-			fmt.Fprintf(tw, "%s\t\t\t%s\t%s\t\t\t\t\t\t\t\n", r.Scenario, num(r.NsPerPacket, 1), num(r.RawNsPerPacket, 1))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t\t\t\t%s\t%s\t\t\t\t\t\t\t\n", r.Scenario, r.Mode, r.Family, num(r.NsPerPacket, 1), num(r.RawNsPerPacket, 1))
 		}
 	}
-	fmt.Fprintln(tw, "\t\t\t\t\t\t\t\t\t\t\t")
-	fmt.Fprintln(tw, "control plane\t\t\tseconds\t\t\t\t\t\t\t\t")
+	fmt.Fprintln(tw, "\t\t\t\t\t\t\t\t\t\t\t\t\t\t")
+	fmt.Fprintln(tw, "control plane\t\t\t\t\t\tseconds\t\t\t\t\t\t\t\t")
 	for _, r := range results {
 		if r.Kind == "control" {
-			fmt.Fprintf(tw, "%s\t\t\t%s\t\t\t\t\t\t\t\t\n", r.Scenario, num(r.Seconds, 4))
+			fmt.Fprintf(tw, "%s\t\t\t\t\t\t%s\t\t\t\t\t\t\t\t\n", r.Scenario, num(r.Seconds, 4))
 		}
 	}
 	if err := tw.Flush(); err != nil {
@@ -104,13 +104,13 @@ func WriteSVG(w io.Writer, results []Result) error {
 		name, color string
 		get         func(Result) *float64
 	}{
-		{"Sluice (XDP, DR)", "#2b6cb0", func(r Result) *float64 { return r.Mpps }},
+		{"Sluice (XDP)", "#2b6cb0", func(r Result) *float64 { return r.Mpps }},
 		{"ceiling (MAC swap + XDP_TX)", "#a0aec0", func(r Result) *float64 { return r.CeilingMpps }},
 		{"nftables DNAT", "#dd6b20", func(r Result) *float64 { return r.NftMpps }},
 	}
 	groupW := len(series)*barW + gap
 	width := left + len(rows)*groupW + 40
-	height := top + plotH + 110
+	height := top + plotH + 125
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="11">`+"\n", width, height)
 	fmt.Fprintf(&b, `<text x="%d" y="20" font-size="14">Mpps per scenario (higher is better)</text>`+"\n", left)
@@ -137,12 +137,12 @@ func WriteSVG(w io.Writer, results []Result) error {
 			flows = "new flows"
 		}
 		cx := x0 + len(series)*barW/2
-		for i, line := range []string{r.Scenario, flows, fmt.Sprintf("%d core(s)", r.Cores)} {
+		for i, line := range []string{r.Scenario, r.Mode + " " + r.Family + " " + r.Proto, flows, fmt.Sprintf("%d core(s)", r.Cores)} {
 			fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle">%s</text>`+"\n", cx, base+14+i*13, html.EscapeString(line))
 		}
 	}
 	for s, se := range series {
-		y := base + 60 + s*14
+		y := base + 73 + s*14
 		fmt.Fprintf(&b, `<rect x="%d" y="%d" width="10" height="10" fill="%s"/><text x="%d" y="%d">%s</text>`+"\n",
 			left, y-9, se.color, left+16, y, html.EscapeString(se.name))
 	}

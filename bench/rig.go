@@ -24,12 +24,26 @@ import (
 	"github.com/sluice-lb/sluice/test/netns"
 )
 
-// Addresses of the rig. The generator sends from srcBase/16 to vip:vipPort; real server i sits
-// behind dir(i+1) - rs0 at 10.77.(i+1).2.
+// Addresses of the rig. The generator sends from srcBase/16 to vip:vipPort (IPv6: from
+// srcBase6/112 to vip6:vipPort); real server i sits behind dir(i+1) - rs0 at 10.77.(i+1).2 and
+// fd77:(i+1)::2.
 var (
-	vip     = netip.MustParseAddr("192.0.2.100")
-	vipPort = uint16(80)
-	srcBase = netip.MustParseAddr("10.99.0.0")
+	vip      = netip.MustParseAddr("192.0.2.100")
+	vip6     = netip.MustParseAddr("2001:db8:100::100")
+	vipPort  = uint16(80)
+	srcBase  = netip.MustParseAddr("10.99.0.0")
+	srcBase6 = netip.MustParseAddr("fd99::")
+)
+
+// family is the address family a scenario sends over.
+type family struct {
+	name         string
+	vip, srcBase netip.Addr
+}
+
+var (
+	ipv4 = family{name: "ipv4", vip: vip, srcBase: srcBase}
+	ipv6 = family{name: "ipv6", vip: vip6, srcBase: srcBase6}
 )
 
 const (
@@ -39,6 +53,22 @@ const (
 
 // realAddr is the address of real server i.
 func realAddr(i int) netip.Addr { return netip.AddrFrom4([4]byte{10, 77, byte(i + 1), 2}) }
+
+// realAddr6 is the IPv6 address of real server i.
+func realAddr6(i int) netip.Addr {
+	return netip.AddrFrom16([16]byte{0xfd, 0x77, 0, byte(i + 1), 15: 2})
+}
+
+// dirAddr6 is the director's IPv6 address toward real server i.
+func dirAddr6(i int) netip.Addr {
+	return netip.AddrFrom16([16]byte{0xfd, 0x77, 0, byte(i + 1), 15: 1})
+}
+
+// noDAD turns off IPv6 duplicate address detection for links created in ns from now on, so
+// their addresses are usable at once.
+func noDAD(ns *netns.NS) error {
+	return errors.Join(ns.Sysctl("net.ipv6.conf.default.accept_dad", "0"), ns.Sysctl("net.ipv6.conf.all.accept_dad", "0"))
+}
 
 // path is one veth from the generator into the director. Each forwarder under test has its
 // own, so that all three stay installed and the measurements can alternate.
@@ -90,6 +120,9 @@ func newRig() (_ *rig, err error) {
 	if r.dir, err = env.NewNS("dir"); err != nil {
 		return nil, err
 	}
+	if err := errors.Join(noDAD(r.gen), noDAD(r.dir)); err != nil {
+		return nil, err
+	}
 	r.paths[pathSluice] = path{genIf: "gen0", dirIf: "dir0"}
 	r.paths[pathCeiling] = path{genIf: "gen1", dirIf: "dirc"}
 	r.paths[pathNft] = path{genIf: "gen2", dirIf: "dirn"}
@@ -117,6 +150,12 @@ func newRig() (_ *rig, err error) {
 		r.dir.Sysctl("net.ipv4.ip_forward", "1"),
 		r.dir.Sysctl("net.ipv4.conf.all.rp_filter", "0"),
 		r.dir.Sysctl("net.ipv4.conf.dirn.rp_filter", "0"),
+		r.gen.AddAddr("gen0", netip.MustParsePrefix("fd77::2/64")),
+		r.dir.AddAddr("dir0", netip.MustParsePrefix("fd77::1/64")),
+		r.dir.AddAddr("dir0", netip.PrefixFrom(vip6, 128)),
+		r.gen.AddAddr("gen2", netip.MustParsePrefix("fd78::2/64")),
+		r.dir.AddAddr("dirn", netip.MustParsePrefix("fd78::1/64")),
+		r.dir.Sysctl("net.ipv6.conf.all.forwarding", "1"),
 	} {
 		if step != nil {
 			return nil, step
@@ -125,9 +164,15 @@ func newRig() (_ *rig, err error) {
 	if err := r.dir.Netlink().RouteAdd(routeVia(srcBase, 16, netip.MustParseAddr("10.78.0.2"))); err != nil {
 		return nil, fmt.Errorf("route generator sources in director: %w", err)
 	}
+	if err := r.dir.Netlink().RouteAdd(routeVia(srcBase6, 64, netip.MustParseAddr("fd78::2"))); err != nil {
+		return nil, fmt.Errorf("route generator IPv6 sources in director: %w", err)
+	}
 	for i := range realCount {
 		rs, err := env.NewNS(fmt.Sprintf("rs%d", i))
 		if err != nil {
+			return nil, err
+		}
+		if err := noDAD(rs); err != nil {
 			return nil, err
 		}
 		r.reals = append(r.reals, rs)
@@ -141,6 +186,10 @@ func newRig() (_ *rig, err error) {
 			return nil, err
 		}
 		if err := rs.AddAddr(sinkIf, netip.PrefixFrom(realAddr(i), 24)); err != nil {
+			return nil, err
+		}
+		if err := errors.Join(r.dir.AddAddr(dif, netip.PrefixFrom(dirAddr6(i), 64)),
+			rs.AddAddr(sinkIf, netip.PrefixFrom(realAddr6(i), 64))); err != nil {
 			return nil, err
 		}
 		m, err := r.attachSink(rs, sinkIf)
@@ -182,7 +231,7 @@ func veth(a *netns.NS, aName string, b *netns.NS, bName string) error {
 // routeVia is a route to addr/bits through gw.
 func routeVia(addr netip.Addr, bits int, gw netip.Addr) *netlink.Route {
 	return &netlink.Route{
-		Dst: &net.IPNet{IP: addr.AsSlice(), Mask: net.CIDRMask(bits, 32)},
+		Dst: &net.IPNet{IP: addr.AsSlice(), Mask: net.CIDRMask(bits, addr.BitLen())},
 		Gw:  gw.AsSlice(),
 	}
 }
@@ -222,20 +271,26 @@ func attach(ns *netns.NS, ifName string, prog *ebpf.Program) (func() error, erro
 	return l.Close, nil
 }
 
-// snapshot is the director's configuration: a TCP and a UDP service on the VIP, the real servers
-// forwarded to by method. Only DR is forwarded by the XDP path today; TUN and NAT scenarios
-// need sinks that check the encapsulation or the rewritten destination when they land.
+// snapshot is the director's configuration: a TCP and a UDP service on the IPv4 VIP and on the
+// IPv6 VIP, each forwarding to the three real servers' addresses of its family by method (DR:
+// new MACs; TUN: IPIP or IPv6-in-IPv6 to the real server; NAT: destination rewritten to it).
 func snapshot(scheduler string, method director.Method) director.Snapshot {
 	var snap director.Snapshot
-	for _, proto := range []director.Proto{director.TCP, director.UDP} {
-		svc := director.Service{
-			Key:       director.ServiceKey{VIP: vip, Port: vipPort, Proto: proto},
-			Scheduler: scheduler,
+	for _, fam := range []family{ipv4, ipv6} {
+		for _, proto := range []director.Proto{director.TCP, director.UDP} {
+			svc := director.Service{
+				Key:       director.ServiceKey{VIP: fam.vip, Port: vipPort, Proto: proto},
+				Scheduler: scheduler,
+			}
+			for i := range realCount {
+				a := realAddr(i)
+				if fam.vip.Is6() {
+					a = realAddr6(i)
+				}
+				svc.Backends = append(svc.Backends, director.Backend{Addr: a, Port: vipPort, Weight: 1, Method: method, Up: true})
+			}
+			snap.Services = append(snap.Services, svc)
 		}
-		for i := range realCount {
-			svc.Backends = append(svc.Backends, director.Backend{Addr: realAddr(i), Port: vipPort, Weight: 1, Method: method, Up: true})
-		}
-		snap.Services = append(snap.Services, svc)
 	}
 	return snap
 }
@@ -280,17 +335,24 @@ func (r *rig) installCeiling() error {
 // nftRules DNATs the VIP, arriving on the nftables path, to the real servers in turn, in the
 // kernel's stack.
 func (r *rig) nftRules() string {
-	var m []string
+	var m4, m6 []string
 	for i := range realCount {
-		m = append(m, fmt.Sprintf("%d : %s", i, realAddr(i)))
+		m4 = append(m4, fmt.Sprintf("%d : %s", i, realAddr(i)))
+		m6 = append(m6, fmt.Sprintf("%d : %s", i, realAddr6(i)))
 	}
 	return fmt.Sprintf(`table ip sluice_bench {
 	chain pre {
 		type nat hook prerouting priority dstnat; policy accept;
-		iifname "%s" ip daddr %s meta l4proto { tcp, udp } th dport %d dnat to numgen inc mod %d map { %s }
+		iifname "%[1]s" ip daddr %[2]s meta l4proto { tcp, udp } th dport %[3]d dnat to numgen inc mod %[4]d map { %[5]s }
 	}
 }
-`, r.paths[pathNft].dirIf, vip, vipPort, realCount, strings.Join(m, ", "))
+table ip6 sluice_bench6 {
+	chain pre {
+		type nat hook prerouting priority dstnat; policy accept;
+		iifname "%[1]s" ip6 daddr %[6]s meta l4proto { tcp, udp } th dport %[3]d dnat to numgen inc mod %[4]d map { %[7]s }
+	}
+}
+`, r.paths[pathNft].dirIf, vip, vipPort, realCount, strings.Join(m4, ", "), vip6, strings.Join(m6, ", "))
 }
 
 // installNft installs the nftables DNAT baseline on its path. The director's end gets an
@@ -387,15 +449,18 @@ func (r *rig) generateOn(prog *ebpf.Program, frame []byte, ifindex, cpu int, lim
 	return sent, err
 }
 
-// delivered sums the sinks' counters: packets and SYNs per real server.
-func (r *rig) delivered() (perReal []uint64, syn uint64, err error) {
+// delivered sums the sinks' counters: packets per real server, and every counter (packets,
+// SYNs, encapsulated, to a VIP) over all of them.
+func (r *rig) delivered() (perReal []uint64, totals [sinkKeys]uint64, err error) {
 	for i, m := range r.sinks {
 		c, err := readCounters(m, sinkKeys)
 		if err != nil {
-			return nil, 0, fmt.Errorf("real server %d: %w", i, err)
+			return nil, totals, fmt.Errorf("real server %d: %w", i, err)
 		}
 		perReal = append(perReal, c[sinkPackets])
-		syn += c[sinkSYN]
+		for k := range totals {
+			totals[k] += c[k]
+		}
 	}
-	return perReal, syn, nil
+	return perReal, totals, nil
 }

@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/sluice-lb/sluice/director"
@@ -48,8 +49,8 @@ type Options struct {
 type Result struct {
 	Kind     string `json:"kind"` // "throughput", "testrun" or "control"
 	Scenario string `json:"scenario"`
-	Mode     string `json:"mode"`             // forwarding method: DR
-	Family   string `json:"family"`           // ipv4
+	Mode     string `json:"mode"`             // forwarding method: "dr", "tun" or "nat"
+	Family   string `json:"family"`           // "ipv4" or "ipv6"
 	Proto    string `json:"proto,omitempty"`  // TCP or UDP (throughput)
 	Flows    int    `json:"flows"`            // established flows the scenario cycles over
 	Cores    int    `json:"cores"`            // CPUs generating (and forwarding) at once
@@ -66,6 +67,10 @@ type Result struct {
 	Sent      uint64   `json:"sent,omitempty"`      // frames the generator sent
 	Delivered uint64   `json:"delivered,omitempty"` // frames the real servers received
 	PerReal   []uint64 `json:"per_real,omitempty"`  // frames per real server
+	// Encapsulated is how many of the delivered frames were encapsulated (TUN: IPIP or IPv6 in
+	// IPv6), ToVIP how many were still addressed to the VIP (DR; NAT rewrites the destination).
+	Encapsulated uint64 `json:"encapsulated,omitempty"`
+	ToVIP        uint64 `json:"to_vip,omitempty"`
 	// EstablishedMpps is the established flows' share of Mpps (mixed scenario).
 	EstablishedMpps *float64 `json:"established_mpps,omitempty"`
 	// EstablishedKept is the fraction of established flows still pinned in the flow table
@@ -79,7 +84,8 @@ type Result struct {
 // scenario is one throughput measurement.
 type scenario struct {
 	name   string
-	method director.Method // forwarding method; DR until the XDP path forwards TUN and NAT
+	method director.Method // forwarding method; DR unless set
+	v6     bool            // IPv6 (else IPv4)
 	proto  director.Proto  // TCP unless set
 	mode   genMode
 	flows  uint32
@@ -89,25 +95,59 @@ type scenario struct {
 func scenarios(o Options) []scenario {
 	switch {
 	case o.Smoke:
-		return []scenario{{name: "established", mode: genEstablished, flows: 16, nft: true}}
+		// Every method and family once, and a flood: the smoke test checks that each reaches
+		// every real server in the form its method promises.
+		return []scenario{
+			{name: "established", mode: genEstablished, flows: 16, nft: true},
+			{name: "established", mode: genEstablished, flows: 16, v6: true, nft: true},
+			{name: "established", method: director.MethodTUN, mode: genEstablished, flows: 16},
+			{name: "established", method: director.MethodTUN, mode: genEstablished, flows: 16, v6: true},
+			{name: "established", method: director.MethodNAT, mode: genEstablished, flows: 16},
+			{name: "established", method: director.MethodNAT, mode: genEstablished, flows: 16, v6: true},
+			{name: "udp-flood", mode: genNew, proto: director.UDP},
+		}
 	case o.Quick:
 		return []scenario{
 			{name: "established", mode: genEstablished, flows: 1000, nft: true},
 			{name: "established", mode: genEstablished, flows: 65536},
-			{name: "established-udp", mode: genEstablished, flows: 1000, proto: director.UDP},
+			{name: "established", mode: genEstablished, flows: 1000, v6: true, nft: true},
+			{name: "established", method: director.MethodTUN, mode: genEstablished, flows: 1000},
+			{name: "established", method: director.MethodNAT, mode: genEstablished, flows: 1000},
 			{name: "syn-flood", mode: genNew},
+			{name: "udp-flood", mode: genNew, proto: director.UDP},
 			{name: "mixed", mode: genMixed, flows: 1000},
 		}
 	}
-	return []scenario{
+	out := []scenario{
 		{name: "established", mode: genEstablished, flows: 1, nft: true},
 		{name: "established", mode: genEstablished, flows: 1000, nft: true},
 		{name: "established", mode: genEstablished, flows: 65536, nft: true},
 		{name: "established", mode: genEstablished, flows: 1 << 20},
-		{name: "established-udp", mode: genEstablished, flows: 1000, proto: director.UDP, nft: true},
-		{name: "syn-flood", mode: genNew, nft: true},
-		{name: "mixed", mode: genMixed, flows: 1000, nft: true},
 	}
+	// Every method over both families, 1k established flows.
+	for _, m := range []director.Method{director.MethodDR, director.MethodTUN, director.MethodNAT} {
+		for _, v6 := range []bool{false, true} {
+			if m == director.MethodDR && !v6 {
+				continue // above
+			}
+			out = append(out, scenario{name: "established", method: m, v6: v6, mode: genEstablished, flows: 1000, nft: true})
+		}
+	}
+	return append(out,
+		scenario{name: "established-udp", mode: genEstablished, flows: 1000, proto: director.UDP, nft: true},
+		scenario{name: "syn-flood", mode: genNew, nft: true},
+		scenario{name: "syn-flood", mode: genNew, v6: true, nft: true},
+		scenario{name: "udp-flood", mode: genNew, proto: director.UDP, nft: true},
+		scenario{name: "mixed", mode: genMixed, flows: 1000, nft: true},
+	)
+}
+
+// family is the scenario's address family.
+func (sc scenario) family() family {
+	if sc.v6 {
+		return ipv6
+	}
+	return ipv4
 }
 
 // l4 is the scenario's transport protocol.
@@ -186,14 +226,19 @@ func Run(ctx context.Context, o Options) (results []Result, err error) {
 		}
 	}
 
-	costs, err := pathCosts(o)
+	methods := []director.Method{director.MethodDR, director.MethodTUN, director.MethodNAT}
+	n := 10000
+	if o.Smoke {
+		n = 100
+	}
+	costs, err := r.rigCosts(ctx, methods, n)
 	if err != nil {
-		return results, err
+		return results, fmt.Errorf("test-run costs: %w", err)
 	}
-	for _, c := range costs {
-		fmt.Fprintf(progress, "test run %s: %.1f ns/packet (%.1f raw)\n", c.Scenario, *c.NsPerPacket, *c.RawNsPerPacket)
+	for _, c := range costResults(costs) {
+		fmt.Fprintf(progress, "test run %s %s %s: %.1f ns/packet (%.1f raw)\n", c.Scenario, c.Mode, c.Family, *c.NsPerPacket, *c.RawNsPerPacket)
+		results = append(results, c)
 	}
-	results = append(results, costs...)
 
 	cp, err := controlPlane(ctx, o)
 	if err != nil {
@@ -206,7 +251,7 @@ func Run(ctx context.Context, o Options) (results []Result, err error) {
 }
 
 func (res Result) progressLine() string {
-	s := fmt.Sprintf("%s flows=%d cores=%d: sluice %.3f Mpps, ceiling %.3f Mpps", res.Scenario, res.Flows, res.Cores, deref(res.Mpps), deref(res.CeilingMpps))
+	s := fmt.Sprintf("%s %s %s %s flows=%d cores=%d: sluice %.3f Mpps, ceiling %.3f Mpps", res.Scenario, res.Mode, res.Family, res.Proto, res.Flows, res.Cores, deref(res.Mpps), deref(res.CeilingMpps))
 	if res.NftMpps != nil {
 		s += fmt.Sprintf(", nft %.3f Mpps", *res.NftMpps)
 	}
@@ -219,7 +264,8 @@ func (r *rig) genFor(sc scenario, cpus int, p path) (*generator, error) {
 	if sc.mode == genNew {
 		flags = packets.SYN
 	}
-	frame := template(p.genMAC, p.dirMAC, srcBase, vip, vipPort, sc.l4(), flags)
+	fam := sc.family()
+	frame := template(p.genMAC, p.dirMAC, fam.srcBase, fam.vip, vipPort, sc.l4(), flags)
 	prog, counter, err := newGenerator(genSpec{mode: sc.mode, flows: sc.flows, cpus: uint32(cpus), template: frame})
 	if err != nil {
 		return nil, err
@@ -233,7 +279,8 @@ func (r *rig) warm(sc scenario, p path) error {
 	if sc.flows == 0 {
 		return nil
 	}
-	frame := template(p.genMAC, p.dirMAC, srcBase, vip, vipPort, sc.l4(), packets.ACK)
+	fam := sc.family()
+	frame := template(p.genMAC, p.dirMAC, fam.srcBase, fam.vip, vipPort, sc.l4(), packets.ACK)
 	prog, counter, err := newGenerator(genSpec{mode: genEstablished, flows: sc.flows, pairs: true, template: frame})
 	if err != nil {
 		return err
@@ -248,25 +295,27 @@ func (r *rig) warm(sc scenario, p path) error {
 type sample struct {
 	mpps    float64
 	sent    uint64
-	perReal []uint64 // delivered per real server (Sluice, nftables)
-	syn     uint64   // SYNs among them
+	perReal []uint64         // delivered per real server (Sluice, nftables)
+	counts  [sinkKeys]uint64 // every sink counter over the real servers: SYNs, encapsulated, to a VIP
 	elapsed time.Duration
 }
 
 // send runs g into path p for dur and reads what arrived: at the real servers, or, for the
 // ceiling, back at the generator.
 func (r *rig) send(g *generator, p int, cpus []int, dur time.Duration) (sample, error) {
-	read := func() ([]uint64, uint64, error) {
+	read := func() ([]uint64, [sinkKeys]uint64, error) {
 		if p == pathCeiling {
+			var totals [sinkKeys]uint64
 			c, err := readCounters(r.bounced, sinkKeys)
 			if err != nil {
-				return nil, 0, err
+				return nil, totals, err
 			}
-			return c[:1], c[sinkSYN], nil
+			copy(totals[:], c)
+			return c[:1], totals, nil
 		}
 		return r.delivered()
 	}
-	before, synBefore, err := read()
+	before, cBefore, err := read()
 	if err != nil {
 		return sample{}, err
 	}
@@ -274,11 +323,14 @@ func (r *rig) send(g *generator, p int, cpus []int, dur time.Duration) (sample, 
 	if err != nil {
 		return sample{}, err
 	}
-	after, synAfter, err := read()
+	after, cAfter, err := read()
 	if err != nil {
 		return sample{}, err
 	}
-	s := sample{sent: sent, syn: synAfter - synBefore, elapsed: elapsed}
+	s := sample{sent: sent, elapsed: elapsed}
+	for k := range s.counts {
+		s.counts[k] = cAfter[k] - cBefore[k]
+	}
 	var total uint64
 	for i := range after {
 		s.perReal = append(s.perReal, after[i]-before[i])
@@ -293,7 +345,7 @@ func (r *rig) send(g *generator, p int, cpus []int, dur time.Duration) (sample, 
 // three see the same load on a shared machine; each keeps its best round.
 func (r *rig) measure(ctx context.Context, sc scenario, cpus []int, dur time.Duration, rounds int) (Result, error) {
 	res := Result{
-		Kind: "throughput", Scenario: sc.name, Mode: sc.method.String(), Family: "ipv4",
+		Kind: "throughput", Scenario: sc.name, Mode: strings.ToLower(sc.method.String()), Family: sc.family().name,
 		Proto: sc.l4().String(), Flows: int(sc.flows), Cores: len(cpus), Rounds: rounds,
 	}
 	l, err := r.startSluice(ctx, sc.method, flowTableFor(sc.flows))
@@ -344,16 +396,22 @@ func (r *rig) measure(ctx context.Context, sc scenario, cpus []int, dur time.Dur
 		res.Delivered += n
 	}
 	if sc.mode == genMixed {
-		res.EstablishedMpps = ptr(mpps(res.Delivered-b.syn, b.elapsed))
+		res.EstablishedMpps = ptr(mpps(res.Delivered-b.counts[sinkSYN], b.elapsed))
 	}
+	res.Encapsulated, res.ToVIP = b.counts[sinkEncap], b.counts[sinkToVIP]
 	if sc.flows > 0 {
-		kept, err := establishedKept(l, sc.flows, sc.l4())
+		kept, err := establishedKept(l, sc.family(), sc.flows, sc.l4())
 		if err != nil {
 			return res, err
 		}
 		res.EstablishedKept = &kept
 	}
-	ns, err := scenarioCost(l, sc)
+	var ns float64
+	err = r.dir.Do(func() error {
+		var err error
+		ns, err = scenarioCost(l, sc)
+		return err
+	})
 	if err != nil {
 		return res, err
 	}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -41,11 +42,36 @@ func runOnce(prog *ebpf.Program, frame []byte, repeat int) (time.Duration, error
 	return d, nil
 }
 
+// xdpRedirect is XDP_REDIRECT: DR, TUN and NAT to a real server behind another interface.
+const xdpRedirect = 4
+
+// runForwarded is runOnce for a packet Sluice must forward (XDP_TX or XDP_REDIRECT): a test run
+// that passed or dropped it measured some other path, which is an error.
+func runForwarded(prog *ebpf.Program, frame []byte, repeat int) (time.Duration, error) {
+	ret, d, err := prog.Benchmark(frame, repeat, nil)
+	if err != nil {
+		return 0, fmt.Errorf("test run: %w", err)
+	}
+	if ret != xdpTx && ret != xdpRedirect {
+		return 0, fmt.Errorf("test run: verdict %d, want the packet forwarded (XDP_TX or XDP_REDIRECT)", ret)
+	}
+	return d, nil
+}
+
 // meanOnce is the mean kernel-timed duration, in ns, of running prog once on each frame.
 func meanOnce(prog *ebpf.Program, frames [][]byte) (float64, error) {
+	return meanRuns(prog, frames, runOnce)
+}
+
+// meanForwarded is meanOnce for packets Sluice must forward.
+func meanForwarded(prog *ebpf.Program, frames [][]byte) (float64, error) {
+	return meanRuns(prog, frames, runForwarded)
+}
+
+func meanRuns(prog *ebpf.Program, frames [][]byte, run func(*ebpf.Program, []byte, int) (time.Duration, error)) (float64, error) {
 	var total time.Duration
 	for _, f := range frames {
-		d, err := runOnce(prog, f, 1)
+		d, err := run(prog, f, 1)
 		if err != nil {
 			return 0, err
 		}
@@ -69,9 +95,14 @@ func flowFrame(idx uint32, syn bool, dst netip.Addr) []byte {
 	return flowPacket(idx, director.TCP, syn, dst)
 }
 
-// flowPacket is the packet of flow idx over proto, as the generator sends it.
+// flowPacket is the packet of flow idx over proto, as the generator sends it, to dst (IPv4 or
+// IPv6: the source is then under srcBase6).
 func flowPacket(idx uint32, proto director.Proto, syn bool, dst netip.Addr) []byte {
-	src, sport := flowSource(srcBase, idx)
+	base := srcBase
+	if dst.Is6() {
+		base = srcBase6
+	}
+	src, sport := flowSource(base, idx)
 	flags := uint8(packets.ACK)
 	if syn {
 		flags = packets.SYN
@@ -81,9 +112,15 @@ func flowPacket(idx uint32, proto director.Proto, syn bool, dst netip.Addr) []by
 
 // newFlowFrames returns n SYNs of flows no scenario has sent, starting at base.
 func newFlowFrames(base uint32, n int) [][]byte {
+	return newFlowPackets(ipv4, director.TCP, base, n)
+}
+
+// newFlowPackets returns the first packets (TCP: SYNs) of n flows of fam over proto, starting
+// at flow index base.
+func newFlowPackets(fam family, proto director.Proto, base uint32, n int) [][]byte {
 	frames := make([][]byte, n)
 	for i := range frames {
-		frames[i] = flowFrame(base+uint32(i), true, vip)
+		frames[i] = flowPacket(base+uint32(i), proto, true, fam.vip)
 	}
 	return frames
 }
@@ -97,42 +134,40 @@ func freshFlows(n int) uint32 {
 
 // hitCost is the ns per packet of an established flow's packets: flow idx is sent once to
 // establish it (untimed), then timed over repeat runs.
-func hitCost(prog *ebpf.Program, idx uint32, proto director.Proto, repeat int) (float64, error) {
-	f := flowPacket(idx, proto, false, vip)
-	if _, err := runOnce(prog, f, 1); err != nil {
+func hitCost(prog *ebpf.Program, fam family, idx uint32, proto director.Proto, repeat int) (float64, error) {
+	f := flowPacket(idx, proto, false, fam.vip)
+	if _, err := runForwarded(prog, f, 1); err != nil {
 		return 0, err
 	}
-	d, err := runOnce(prog, f, repeat)
+	d, err := runForwarded(prog, f, repeat)
 	return float64(d.Nanoseconds()), err
 }
 
 // newCost is the ns per packet of n new flows, net of the fixed cost of a run of one.
-func newCost(prog *ebpf.Program, n int) (net, raw float64, err error) {
-	frames := newFlowFrames(freshFlows(n), n)
-	raw, err = meanOnce(prog, frames)
-	if err != nil {
-		return 0, 0, err
-	}
-	over, err := runOverhead(frames)
-	if err != nil {
-		return 0, 0, err
-	}
-	return raw - over, raw, nil
+func newCost(prog *ebpf.Program, fam family, n int) (net, raw float64, err error) {
+	return onceNet(prog, newFlowPackets(fam, director.TCP, freshFlows(n), n))
 }
 
 // coldHitCost establishes n fresh flows (two packets each: the second confirms the flow) and
 // then times one more packet of each, run once, net of a run's fixed cost.
-func coldHitCost(prog *ebpf.Program, n int) (net, raw float64, err error) {
-	frames := newFlowFrames(freshFlows(n), n)
-	for i, f := range frames {
-		frames[i] = flowFrame(flowIndexOf(f), false, vip)
+func coldHitCost(prog *ebpf.Program, fam family, n int) (net, raw float64, err error) {
+	base := freshFlows(n)
+	frames := make([][]byte, n)
+	for i := range frames {
+		frames[i] = flowPacket(base+uint32(i), director.TCP, false, fam.vip)
 		for range 2 {
-			if _, err := runOnce(prog, frames[i], 1); err != nil {
+			if _, err := runForwarded(prog, frames[i], 1); err != nil {
 				return 0, 0, err
 			}
 		}
 	}
-	raw, err = meanOnce(prog, frames)
+	return onceNet(prog, frames)
+}
+
+// onceNet is the mean cost of running prog once on each frame, net of a run's fixed cost, and
+// the raw mean.
+func onceNet(prog *ebpf.Program, frames [][]byte) (net, raw float64, err error) {
+	raw, err = meanForwarded(prog, frames)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -143,24 +178,28 @@ func coldHitCost(prog *ebpf.Program, n int) (net, raw float64, err error) {
 	return raw - over, raw, nil
 }
 
-// flowIndexOf recovers the flow index of a frame built by flowFrame.
-func flowIndexOf(f []byte) uint32 {
-	low := uint32(f[offSrcLow])<<8 | uint32(f[offSrcLow+1])
-	port := uint32(f[offSport])<<8 | uint32(f[offSport+1])
-	return low<<portBits | (port - portBase)
-}
-
 // scenarioCost is the test-run cost per packet of a scenario's traffic on l's program with
 // l's tables as the scenario left them: established flows sampled over the scenario's flows,
-// new flows, or the two alternating (mixed).
+// new flows, or the two alternating (mixed). DR established flows repeat each packet 1,000
+// times (DR rewrites only MACs); TUN and NAT change the packet, so each sampled packet runs once,
+// net of a run's fixed cost. Run it in the director's namespace: TUN and NAT look up the FIB.
 func scenarioCost(l *loader.Loader, sc scenario) (float64, error) {
 	prog := l.Program()
+	fam := sc.family()
 	est := func() (float64, error) {
 		const samples = 64
 		n := min(sc.flows, samples)
+		if sc.method != director.MethodDR {
+			frames := make([][]byte, n)
+			for i := range frames {
+				frames[i] = flowPacket(uint32(uint64(i)*uint64(sc.flows)/uint64(n)), sc.l4(), false, fam.vip)
+			}
+			c, _, err := onceNet(prog, frames)
+			return c, err
+		}
 		var sum float64
 		for i := range n {
-			c, err := hitCost(prog, uint32(uint64(i)*uint64(sc.flows)/uint64(n)), sc.l4(), 1000)
+			c, err := hitCost(prog, fam, uint32(uint64(i)*uint64(sc.flows)/uint64(n)), sc.l4(), 1000)
 			if err != nil {
 				return 0, err
 			}
@@ -172,14 +211,14 @@ func scenarioCost(l *loader.Loader, sc scenario) (float64, error) {
 	case genEstablished:
 		return est()
 	case genNew:
-		c, _, err := newCost(prog, 1000)
+		c, _, err := onceNet(prog, newFlowPackets(fam, sc.l4(), freshFlows(1000), 1000))
 		return c, err
 	case genMixed:
 		e, err := est()
 		if err != nil {
 			return 0, err
 		}
-		n, _, err := newCost(prog, 1000)
+		n, _, err := newCost(prog, fam, 1000)
 		return (e + n) / 2, err
 	}
 	return 0, fmt.Errorf("scenario cost: unknown mode %d", sc.mode)
@@ -222,78 +261,136 @@ func newStandalone(ctx context.Context, snap director.Snapshot) (*loader.Loader,
 
 // PathCost is the test-run cost of one path through Sluice's program.
 type PathCost struct {
-	Path  string  // "established-hit", "new-flow", "established-hit-run-once" or "miss"
-	Ns    float64 // per packet, net of a run's fixed cost where it was subtracted
-	RawNs float64 // as the kernel timed it
+	Path   string  // "established-hit", "new-flow", "established-hit-run-once" or "miss"
+	Method string  // forwarding method: "dr", "tun" or "nat"
+	Family string  // "ipv4" or "ipv6"
+	Ns     float64 // per packet, net of a run's fixed cost where it was subtracted
+	RawNs  float64 // as the kernel timed it
 }
 
 // PathCosts measures each path of Sluice's program with BPF_PROG_TEST_RUN on an unattached
-// program configured with the rig's service. n scales the new-flow sample.
+// program configured with the rig's services, forwarding by DR, over IPv4 and IPv6. n scales
+// the new-flow sample. (TUN and NAT look up the kernel's FIB, so sluice bench measures them in
+// the rig's director namespace.)
 func PathCosts(ctx context.Context, n int) ([]PathCost, error) {
 	l, err := newStandalone(ctx, snapshot("rr", director.MethodDR))
 	if err != nil {
 		return nil, fmt.Errorf("load sluice for test runs: %w", err)
 	}
 	defer l.Close()
-	prog := l.Program()
-
-	hit, err := hitCost(prog, 7, director.TCP, hitRepeat)
-	if err != nil {
-		return nil, err
+	var out []PathCost
+	for _, fam := range []family{ipv4, ipv6} {
+		c, err := methodCosts(l.Program(), director.MethodDR, fam, n)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c...)
 	}
-	newNs, newRaw, err := newCost(prog, n)
-	if err != nil {
-		return nil, err
-	}
-	// The same flows again, now established, each run once like the new flows above: the
-	// difference to new-flow is the cost of creating a flow, measured the same way.
-	coldNs, coldRaw, err := coldHitCost(prog, n)
-	if err != nil {
-		return nil, err
-	}
-	miss, err := runOnce(prog, flowFrame(7, false, netip.MustParseAddr("192.0.2.200")), hitRepeat)
-	if err != nil {
-		return nil, err
-	}
-	return []PathCost{
-		{Path: "established-hit", Ns: hit, RawNs: hit},
-		{Path: "new-flow", Ns: newNs, RawNs: newRaw},
-		{Path: "established-hit-run-once", Ns: coldNs, RawNs: coldRaw},
-		{Path: "miss", Ns: float64(miss.Nanoseconds()), RawNs: float64(miss.Nanoseconds())},
-	}, nil
+	return out, nil
 }
 
-func pathCosts(o Options) ([]Result, error) {
-	n := 10000
-	if o.Smoke {
-		n = 100
+// methodCosts measures the paths of prog, configured to forward by method, for flows of fam.
+// A repeated established hit is measured for DR only: TUN and NAT change the packet, so a
+// repeat would not be the intended packet.
+func methodCosts(prog *ebpf.Program, method director.Method, fam family, n int) ([]PathCost, error) {
+	m := strings.ToLower(method.String())
+	var out []PathCost
+	if method == director.MethodDR {
+		hit, err := hitCost(prog, fam, 7, director.TCP, hitRepeat)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, PathCost{Path: "established-hit", Ns: hit, RawNs: hit})
 	}
-	costs, err := PathCosts(context.Background(), n)
+	newNs, newRaw, err := newCost(prog, fam, n)
 	if err != nil {
 		return nil, err
 	}
+	// Established flows, each run once like the new flows above: the difference to new-flow
+	// is the cost of creating a flow, measured the same way.
+	coldNs, coldRaw, err := coldHitCost(prog, fam, n)
+	if err != nil {
+		return nil, err
+	}
+	missFrame := flowPacket(7, director.TCP, false, fam.vip.Next())
+	ret, miss, err := prog.Benchmark(missFrame, hitRepeat, nil)
+	if err != nil {
+		return nil, fmt.Errorf("test run: %w", err)
+	}
+	if ret != xdpPass {
+		return nil, fmt.Errorf("miss: verdict %d, want XDP_PASS", ret)
+	}
+	out = append(out,
+		PathCost{Path: "new-flow", Ns: newNs, RawNs: newRaw},
+		PathCost{Path: "established-hit-run-once", Ns: coldNs, RawNs: coldRaw},
+		PathCost{Path: "miss", Ns: float64(miss.Nanoseconds()), RawNs: float64(miss.Nanoseconds())},
+	)
+	for i := range out {
+		out[i].Method, out[i].Family = m, fam.name
+	}
+	return out, nil
+}
+
+// costResults turns path costs into report rows.
+func costResults(costs []PathCost) []Result {
 	var out []Result
 	for _, c := range costs {
 		out = append(out, Result{
-			Kind: "testrun", Scenario: "testrun-" + c.Path, Mode: "DR", Family: "ipv4", Cores: 1,
+			Kind: "testrun", Scenario: "testrun-" + c.Path, Mode: c.Method, Family: c.Family, Cores: 1,
 			NsPerPacket: ptr(c.Ns), RawNsPerPacket: ptr(c.RawNs),
 		})
+	}
+	return out
+}
+
+// rigCosts measures every path for each method and family on Sluice loaded in the rig's
+// director namespace, whose FIB routes to the real servers (TUN and NAT look it up).
+func (r *rig) rigCosts(ctx context.Context, methods []director.Method, n int) ([]PathCost, error) {
+	var out []PathCost
+	for _, method := range methods {
+		l, err := r.startSluice(ctx, method, 0)
+		if err != nil {
+			return nil, err
+		}
+		err = r.dir.Do(func() error {
+			for _, fam := range []family{ipv4, ipv6} {
+				c, err := methodCosts(l.Program(), method, fam, n)
+				if err != nil {
+					return fmt.Errorf("%s %s: %w", method, fam.name, err)
+				}
+				out = append(out, c...)
+			}
+			return nil
+		})
+		if cerr := l.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return nil, err
+		}
 	}
 	return out, nil
 }
 
 // flowKey is struct flow_key of bpf/structs.h: src[16], dst[16], sport, dport (network
 // order), proto, family, 2 bytes of padding.
-func flowKey(idx uint32, proto director.Proto) [40]byte {
+func flowKey(fam family, idx uint32, proto director.Proto) [40]byte {
 	var k [40]byte
-	src, sport := flowSource(srcBase, idx)
-	s4, d4 := src.As4(), vip.As4()
-	copy(k[0:], s4[:])
-	copy(k[16:], d4[:])
+	src, sport := flowSource(fam.srcBase, idx)
+	k[37] = 2 // AF_INET
+	if fam.vip.Is6() {
+		s, d := src.As16(), fam.vip.As16()
+		copy(k[0:], s[:])
+		copy(k[16:], d[:])
+		k[37] = 10 // AF_INET6
+	} else {
+		s4, d4 := src.As4(), fam.vip.As4()
+		copy(k[0:], s4[:])
+		copy(k[16:], d4[:])
+	}
 	k[32], k[33] = byte(sport>>8), byte(sport)
 	k[34], k[35] = byte(vipPort>>8), byte(vipPort)
 	k[36] = byte(proto)
-	k[37] = 2 // AF_INET
 	return k
 }
 
@@ -320,7 +417,7 @@ func flowsMap(l *loader.Loader) (*ebpf.Map, error) {
 
 // establishedKept is the fraction of a sample of the established flows 0..flows-1 over proto
 // still in l's flow table.
-func establishedKept(l *loader.Loader, flows uint32, proto director.Proto) (float64, error) {
+func establishedKept(l *loader.Loader, fam family, flows uint32, proto director.Proto) (float64, error) {
 	m, err := flowsMap(l)
 	if err != nil {
 		return 0, err
@@ -331,7 +428,7 @@ func establishedKept(l *loader.Loader, flows uint32, proto director.Proto) (floa
 	var val [16]byte
 	kept := 0
 	for i := range n {
-		k := flowKey(uint32(uint64(i)*uint64(flows)/uint64(n)), proto)
+		k := flowKey(fam, uint32(uint64(i)*uint64(flows)/uint64(n)), proto)
 		err := m.Lookup(k[:], val[:])
 		switch {
 		case err == nil:

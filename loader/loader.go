@@ -69,17 +69,17 @@ type Loader struct {
 	objs  lbObjects
 	inner *ebpf.MapSpec // template of the selection tables
 
-	mu        sync.Mutex
-	closed    bool
-	links     map[int]link.Link // XDP attachments by ifindex
-	services  map[director.ServiceKey]*service
-	svcIDs    *idPool
-	beIDs     *idPool
-	slots     *idPool
+	mu       sync.Mutex
+	closed   bool
+	links    map[int]link.Link // XDP attachments by ifindex
+	services map[director.ServiceKey]*service
+	svcIDs   *idPool
+	beIDs    *idPool
+	slots    *idPool
 	// tables holds this process's handle on each selection table it installed, by slot:
 	// reading a table back through the outer map would need CAP_SYS_ADMIN (map by id), which
 	// the daemon drops after start-up.
-	tables map[uint32]*ebpf.Map
+	tables    map[uint32]*ebpf.Map
 	vipErrs   map[netip.Addr]string  // last VIPInterface error logged per VIP
 	hopErrs   map[netip.Addr]string  // last NextHop error logged per backend address
 	tunErrs   map[netip.Addr]string  // last Route error logged per backend address

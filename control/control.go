@@ -91,6 +91,9 @@ type VRRPInstance struct {
 	// (track_interface, track_script, track_file weights), which adverts carry.
 	Priority          int `json:"priority,omitempty"`
 	EffectivePriority int `json:"effective_priority,omitempty"`
+	// Master is the current master's address: this node's while MASTER, else the source of
+	// the last advert heard; absent when unknown.
+	Master netip.Addr `json:"master,omitzero"`
 	// Stats are the instance's counters; nil when the daemon does not track them.
 	Stats *VRRPStats `json:"stats,omitempty"`
 }

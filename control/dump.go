@@ -43,8 +43,12 @@ func WriteStatus(w io.Writer, st Status, now time.Time) {
 		if v.EffectivePriority != 0 {
 			prio = fmt.Sprintf(", priority %d (effective %d)", v.Priority, v.EffectivePriority)
 		}
-		fmt.Fprintf(w, "vrrp_instance %s: %s since %s ago%s, VIPs %v\n", v.Name, v.State,
-			now.Sub(v.Since).Round(time.Second), prio, v.VIPs)
+		master := ""
+		if v.Master.IsValid() {
+			master = ", master " + v.Master.String()
+		}
+		fmt.Fprintf(w, "vrrp_instance %s: %s since %s ago%s%s, VIPs %v\n", v.Name, v.State,
+			now.Sub(v.Since).Round(time.Second), prio, master, v.VIPs)
 		if v.Stats != nil {
 			fmt.Fprintf(w, "  adverts sent %d, received %d; transitions %d; errors %d; %s\n", v.Stats.AdvertsSent,
 				v.Stats.AdvertsReceived, v.Stats.Transitions, v.Stats.Errors, vrrpDrops(v.Stats.Dropped))

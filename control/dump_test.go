@@ -23,6 +23,7 @@ func TestWriteStatus(t *testing.T) {
 				Stats: &VRRPStats{AdvertsSent: 300, AdvertsReceived: 2, Transitions: 2, Errors: 1,
 					Dropped: map[string]uint64{"ttl": 1, "auth": 4, "vrid": 0}}},
 			{Name: "VI_2", State: "BACKUP", Since: now.Add(-time.Minute), VIPs: []netip.Prefix{netip.MustParsePrefix("10.0.0.4/32")},
+				Master: netip.MustParseAddr("10.0.0.2"),
 				Stats: &VRRPStats{AdvertsReceived: 290, Transitions: 1}},
 			{Name: "VI_3", State: "INIT", Since: now},
 		},
@@ -41,7 +42,7 @@ func TestWriteStatus(t *testing.T) {
 last applied 2s ago
 vrrp_instance VI_1: MASTER since 1m0s ago, priority 150 (effective 140), VIPs [10.0.0.3/32]
   adverts sent 300, received 2; transitions 2; errors 1; dropped 5 (auth 4, ttl 1)
-vrrp_instance VI_2: BACKUP since 1m0s ago, VIPs [10.0.0.4/32]
+vrrp_instance VI_2: BACKUP since 1m0s ago, master 10.0.0.2, VIPs [10.0.0.4/32]
   adverts sent 0, received 290; transitions 1; errors 0; dropped 0
 vrrp_instance VI_3: INIT since 0s ago, VIPs []
 

@@ -118,6 +118,7 @@ func (s *State) vrrpInstances() []VRRPInstance {
 			continue
 		}
 		vs := f()
+		out[i].Master = vs.Master
 		out[i].Stats = &VRRPStats{AdvertsReceived: vs.Received, AdvertsSent: vs.Sent,
 			Transitions: vs.Transitions, Errors: vs.Errors}
 		if len(vs.Dropped) > 0 {

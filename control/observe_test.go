@@ -149,7 +149,8 @@ func TestHealthAndVRRPInStatusAndMetrics(t *testing.T) {
 
 	s.VRRP(vrrp.Event{Instance: "VI_1", State: vrrp.Master, Prev: vrrp.Backup, At: now})
 	s.trackVRRPStats("VI_1", func() vrrp.Stats {
-		return vrrp.Stats{Received: 3, Sent: 40, Transitions: 2, Dropped: map[vrrp.Reason]uint64{vrrp.ReasonAuth: 5, vrrp.ReasonTTL: 1}}
+		return vrrp.Stats{Received: 3, Sent: 40, Transitions: 2, Dropped: map[vrrp.Reason]uint64{vrrp.ReasonAuth: 5, vrrp.ReasonTTL: 1},
+			Master: netip.MustParseAddr("10.0.0.1")}
 	})
 	s.trackVRRPStats("VI_2", func() vrrp.Stats { return vrrp.Stats{} })
 
@@ -164,10 +165,10 @@ func TestHealthAndVRRPInStatusAndMetrics(t *testing.T) {
 	}
 	wantVRRP := []VRRPInstance{
 		{Name: "VI_2", State: "INIT", Stats: &VRRPStats{}},
-		{Name: "VI_1", State: "MASTER", Since: now, Stats: &VRRPStats{AdvertsReceived: 3, AdvertsSent: 40, Transitions: 2,
+		{Name: "VI_1", State: "MASTER", Since: now, Master: netip.MustParseAddr("10.0.0.1"), Stats: &VRRPStats{AdvertsReceived: 3, AdvertsSent: 40, Transitions: 2,
 			Dropped: map[string]uint64{"auth": 5, "ttl": 1}}},
 	}
-	if diff := cmp.Diff(wantVRRP, st.VRRP); diff != "" {
+	if diff := cmp.Diff(wantVRRP, st.VRRP, cmpopts.EquateComparable(netip.Addr{})); diff != "" {
 		t.Errorf("vrrp (-want +got):\n%s", diff)
 	}
 

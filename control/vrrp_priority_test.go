@@ -20,7 +20,7 @@ func TestStatusShowsEffectivePriority(t *testing.T) {
 	s.VRRP(vrrp.Event{Instance: "VI_1", State: vrrp.Master, Prev: vrrp.Master, At: t0.Add(time.Minute), VIPs: vips, Priority: 40})
 	got := s.Status().VRRP
 	want := []VRRPInstance{{Name: "VI_1", State: "MASTER", Since: t0, VIPs: vips, Priority: 100, EffectivePriority: 40}}
-	if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
+	if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b netip.Prefix) bool { return a == b }), cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
 		t.Errorf("status VRRP (-want +got):\n%s", diff)
 	}
 }

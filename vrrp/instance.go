@@ -174,6 +174,9 @@ type Stats struct {
 	Transitions uint64
 	// Errors counts failed sends, address changes and announcements.
 	Errors uint64
+	// Master is the current master's address as this instance knows it: its own while it is
+	// MASTER, else the source of the last accepted advert (zero after a release or none yet).
+	Master netip.Addr
 }
 
 // Instance is one running virtual router.
@@ -640,7 +643,13 @@ func (in *Instance) Run(ctx context.Context) error {
 					s.Dropped[reason]++
 				})
 			} else {
-				in.count(func(s *Stats) { s.Received++ })
+				in.count(func(s *Stats) {
+					s.Received++
+					s.Master = netip.Addr{}
+					if adv.Priority != PriorityRelease {
+						s.Master = r.src
+					}
+				})
 				in.apply(ctx, now, in.fsm.Receive(now, adv))
 			}
 		case <-tc:
@@ -809,6 +818,12 @@ func (in *Instance) apply(ctx context.Context, now time.Time, a Actions) {
 	in.state = st
 	if st != prev {
 		in.stats.Transitions++
+		switch {
+		case st == Master:
+			in.stats.Master = in.src
+		case prev == Master:
+			in.stats.Master = netip.Addr{}
+		}
 	}
 	in.mu.Unlock()
 	if g := in.cfg.Sync; g != nil {

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -37,15 +38,22 @@ func (d *vrrpDirector) start(t *testing.T, env *netns.Env) {
 
 func (d *vrrpDirector) vrrpState(t *testing.T) string {
 	t.Helper()
+	st, _ := d.vrrpStatus(t)
+	return st
+}
+
+// vrrpStatus returns the state of the director's one vrrp_instance and the master it knows.
+func (d *vrrpDirector) vrrpStatus(t *testing.T) (state string, master netip.Addr) {
+	t.Helper()
 	out, err := d.ns.Command(sluiceBin, "status", "--json").Output()
 	if err != nil {
-		return ""
+		return "", netip.Addr{}
 	}
 	var st control.Status
 	if json.Unmarshal(out, &st) != nil || len(st.VRRP) != 1 {
-		return ""
+		return "", netip.Addr{}
 	}
-	return st.VRRP[0].State
+	return st.VRRP[0].State, st.VRRP[0].Master
 }
 
 // TestVRRPFailover runs two real directors sharing the VIP through VRRPv3: the higher priority
@@ -97,6 +105,12 @@ func TestVRRPFailover(t *testing.T) {
 	serve("director 0 MASTER")
 	if a, b := ds[0].vrrpState(t), ds[1].vrrpState(t); a != "MASTER" || b != "BACKUP" {
 		t.Errorf("sluice status: director 0 %q, director 1 %q; want MASTER and BACKUP", a, b)
+	}
+	// Both name director 0 as the master: itself, and the source of the adverts it hears.
+	for i, d := range ds {
+		if _, m := d.vrrpStatus(t); m != lab.DirectorIP {
+			t.Errorf("sluice status of director %d: master %v, want %v", i, m, lab.DirectorIP)
+		}
 	}
 
 	// 2. SIGTERM: director 0 sends priority 0 and removes the VIP; director 1 takes over at

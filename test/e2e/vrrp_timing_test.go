@@ -108,26 +108,34 @@ func keepalivedBin(t *testing.T) string {
 // advertGap finds, in adverts, the first advert from to after the advert from `from` chosen by
 // pick (which gets them in order and returns the index of the one to measure from), and
 // returns the time between the two.
-func advertGap(t *testing.T, adverts []lab.CapturedAdvert, from, to string, pick func([]lab.CapturedAdvert) int) time.Duration {
+func advertGap(t *testing.T, get func() []lab.CapturedAdvert, from, to string, pick func([]lab.CapturedAdvert) int) time.Duration {
 	t.Helper()
-	var fromAds []lab.CapturedAdvert
-	for _, a := range adverts {
-		if a.Src.String() == from {
-			fromAds = append(fromAds, a)
+	// The new master adds its VIPs just before it sends its first advert, and the capture
+	// reads frames in the background: give that advert a moment to be read.
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		adverts := get()
+		var fromAds []lab.CapturedAdvert
+		for _, a := range adverts {
+			if a.Src.String() == from {
+				fromAds = append(fromAds, a)
+			}
 		}
-	}
-	i := pick(fromAds)
-	if i < 0 {
-		t.Fatalf("no advert from %s to measure from among %d captured", from, len(adverts))
-	}
-	at := fromAds[i].At
-	for _, a := range adverts {
-		if a.Src.String() == to && a.At.After(at) {
-			return a.At.Sub(at)
+		i := pick(fromAds)
+		if i < 0 {
+			t.Fatalf("no advert from %s to measure from among %d captured", from, len(adverts))
 		}
+		at := fromAds[i].At
+		for _, a := range adverts {
+			if a.Src.String() == to && a.At.After(at) {
+				return a.At.Sub(at)
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no advert from %s after %s's at %v", to, from, at)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
-	t.Fatalf("no advert from %s after %s's at %v", to, from, at)
-	return 0
 }
 
 // TestVRRPTimedFailover measures failover on the wire between Sluice and Debian's keepalived,
@@ -233,7 +241,7 @@ func TestVRRPTimedFailover(t *testing.T) {
 				if err := seg.WaitHolder(1, []int{1}, 2*masterDown); err != nil {
 					t.Fatalf("after %s's release: %v", m, err)
 				}
-				gap := advertGap(t, adverts(), m.src, b.src, func(ads []lab.CapturedAdvert) int {
+				gap := advertGap(t, adverts, m.src, b.src, func(ads []lab.CapturedAdvert) int {
 					for i, a := range ads {
 						if a.Packet.Priority == vrrp.PriorityRelease {
 							return i
@@ -265,7 +273,7 @@ func TestVRRPTimedFailover(t *testing.T) {
 				if err := seg.WaitHolder(1, []int{1}, 2*masterDown+time.Second); err != nil {
 					t.Fatalf("after %s was killed: %v", m, err)
 				}
-				gap = advertGap(t, adverts(), m.src, b.src, func(ads []lab.CapturedAdvert) int {
+				gap = advertGap(t, adverts, m.src, b.src, func(ads []lab.CapturedAdvert) int {
 					return len(ads) - 1
 				})
 				t.Logf("kill: %s's first advert %v after %s's last (Master_Down_Interval %v)", b, gap, m, masterDown)

@@ -223,7 +223,13 @@ func TestSluiceDirectRouting(t *testing.T) {
 	t.Run("reload to wrr 3:1", func(t *testing.T) {
 		d.reload(t, keepalivedConf(lab.VIP, "wrr", "DR", server{rs1.Addr, 3}, server{rs2.Addr, 1}))
 		d.waitTable(t, 10*time.Second, vs+" wrr", vs+" -> "+rs1.Addr.String()+":80 DR w=3", vs+" -> "+rs2.Addr.String()+":80 DR w=1")
-		checkTally(t, l.Run(ctx, 20), lab.ClientIP, map[string]int{"rs1": 15, "rs2": 5})
+		// IPVS keeps the entries of closed connections for a while, and a client source port
+		// the kernel reuses may meet one and go to its old server: allow one such connection.
+		tally := l.Run(ctx, 20)
+		if r1, r2 := tally.ByServer["rs1"], tally.ByServer["rs2"]; r1 < 14 || r2 < 4 || r1+r2 != 20 {
+			t.Errorf("wrr 3:1 over 20 connections: rs1 %d, rs2 %d; want 15 and 5, give or take one (all: %v)", r1, r2, tally.ByServer)
+		}
+		checkTally(t, tally, lab.ClientIP, map[string]int{"rs1": -1, "rs2": -1})
 	})
 
 	t.Run("weight 0 drains", func(t *testing.T) {

@@ -88,7 +88,7 @@ func Run(ctx context.Context, opts Options) error {
 
 	d := &state{log: log, cfg: served(opts.Config), up: map[string]verdict{}, vrrp: map[string]vrrp.State{},
 		notify: cmp.Or[Notifier](opts.Notify, nopNotifier{})}
-	d.warnUnserved()
+	d.runBFD()
 	defer bfdSessions.stop()
 	ts, err := targets(d.cfg)
 	if err != nil {
@@ -251,7 +251,7 @@ func (d *state) apply(ctx context.Context, dp Dataplane, s Snapshot) error {
 		d.unsupported = ""
 		return nil
 	}
-	if !onlyUnsupported(err) {
+	if !OnlyUnsupported(err) {
 		return err
 	}
 	if msg := err.Error(); msg != d.unsupported {
@@ -311,21 +311,21 @@ func (d *state) reload(cfg *config.Config) {
 		}
 	}
 	d.up = keep
-	d.warnUnserved()
+	d.runBFD()
 	d.log.Info("configuration reloaded", "virtual_servers", len(cfg.VirtualServers))
 }
 
-// warnUnserved says which parts of the configuration the node cannot act on yet (none at
-// present), and runs the sessions of the bfd_instances, which BFD_CHECKs follow.
-func (d *state) warnUnserved() {
+// runBFD runs the sessions of the configuration's bfd_instances, which BFD_CHECKs follow.
+func (d *state) runBFD() {
 	bfdSessions.update(d.cfg, d.log) // the bfd_instances BFD_CHECKs follow
 }
 
-// onlyUnsupported reports whether every error joined in err is an ErrUnsupported.
-func onlyUnsupported(err error) bool {
+// OnlyUnsupported reports whether every error joined in err is an ErrUnsupported: what a data
+// plane cannot serve, which no retry fixes.
+func OnlyUnsupported(err error) bool {
 	if j, ok := err.(interface{ Unwrap() []error }); ok {
 		for _, e := range j.Unwrap() {
-			if !onlyUnsupported(e) {
+			if !OnlyUnsupported(e) {
 				return false
 			}
 		}

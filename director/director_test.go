@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/netip"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -262,20 +260,14 @@ func (w *withChecker) Update(ts []health.Target) error {
 }
 
 // TestSnapshotCarriesPersistence checks that persistence, scheduler flags and lvs_timeouts reach
-// the data plane, and that persistence no longer earns a "not implemented" warning.
+// the data plane.
 func TestSnapshotCarriesPersistence(t *testing.T) {
-	var buf strings.Builder
 	cfg := testConfig(netip.MustParseAddrPort("127.0.0.1:1"))
 	cfg.VirtualServers[0].Persistence = 300 * time.Second
 	cfg.VirtualServers[0].PersistenceGranularity = 24
 	cfg.VirtualServers[0].SchedPort = true
 	cfg.VirtualServers[0].SchedFallback = true
 	cfg.Global.LVSTimeouts = config.LVSTimeouts{TCP: time.Hour, TCPFin: time.Minute, UDP: 10 * time.Second}
-	d := &state{log: slog.New(slog.NewTextHandler(&buf, nil)), cfg: cfg}
-	d.warnUnserved()
-	if strings.Contains(buf.String(), "persistence_timeout") {
-		t.Errorf("warning about persistence_timeout, which is implemented; log: %s", buf.String())
-	}
 	s := snapshotOf(cfg, nil)
 	if diff := cmp.Diff(Timeouts{TCP: time.Hour, TCPFin: time.Minute, UDP: 10 * time.Second}, s.Timeouts); diff != "" {
 		t.Errorf("timeouts (-want +got):\n%s", diff)

@@ -323,7 +323,7 @@ func (l *Loader) Apply(ctx context.Context, s director.Snapshot) error {
 		if !ok {
 			continue
 		}
-		if len(gone) > 0 && !onlyUnsupported(err) {
+		if len(gone) > 0 && !director.OnlyUnsupported(err) {
 			err = l.syncService(svc, hops, routes)
 		}
 		if err != nil {
@@ -895,20 +895,6 @@ func (l *Loader) syncTable(st *service, algo string, eligible []sched.Backend) e
 	st.val = val
 	st.written = true
 	return nil
-}
-
-// onlyUnsupported reports whether every error joined in err is an ErrUnsupported, which no
-// retry fixes.
-func onlyUnsupported(err error) bool {
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		for _, e := range j.Unwrap() {
-			if !onlyUnsupported(e) {
-				return false
-			}
-		}
-		return true
-	}
-	return errors.Is(err, ErrUnsupported)
 }
 
 // Flow idle timeouts when the snapshot leaves them zero: IPVS's defaults.

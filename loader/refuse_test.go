@@ -19,7 +19,7 @@ func TestApplyRefusesFWMarkAndSCTP(t *testing.T) {
 		svc(director.FWMarkKey(5, false), "rr", be(beA, 1, true)),
 		svc(sctp, "rr", be(beA, 1, true)),
 	))
-	if !errors.Is(err, ErrUnsupported) || !onlyUnsupported(err) {
+	if !errors.Is(err, ErrUnsupported) || !director.OnlyUnsupported(err) {
 		t.Fatalf("Apply = %v, want only ErrUnsupported", err)
 	}
 	for _, want := range []string{

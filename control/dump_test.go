@@ -24,7 +24,7 @@ func TestWriteStatus(t *testing.T) {
 					Dropped: map[string]uint64{"ttl": 1, "auth": 4, "vrid": 0}}},
 			{Name: "VI_2", State: "BACKUP", Since: now.Add(-time.Minute), VIPs: []netip.Prefix{netip.MustParsePrefix("10.0.0.4/32")},
 				Master: netip.MustParseAddr("10.0.0.2"),
-				Stats: &VRRPStats{AdvertsReceived: 290, Transitions: 1}},
+				Stats:  &VRRPStats{AdvertsReceived: 290, Transitions: 1}},
 			{Name: "VI_3", State: "INIT", Since: now},
 		},
 		Services: []Service{{

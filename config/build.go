@@ -2,6 +2,7 @@ package config
 
 import (
 	"net/netip"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -834,6 +835,7 @@ func (p *parser) vrrpInstance(n *node) (VRRPInstance, bool) {
 				}
 			}
 			vi.VIPs = append(vi.VIPs, full...)
+			p.warnVIPOptions("virtual_ipaddress", full)
 		default:
 			if p.vrrpField(c, &vi, &ok) {
 				p.notYet(c, vrrpInstanceUnsupported)
@@ -856,8 +858,6 @@ func (p *parser) virtualIPAddress(n *node, vips []netip.Prefix) ([]netip.Prefix,
 		return vips, false
 	}
 	ok := true
-	var opts []string
-	var optPos Pos
 	for _, c := range n.children {
 		if c.hasBlock {
 			p.errorf(c.open, "unexpected block in virtual_ipaddress: expected ADDRESS[/PREFIX] [options] on each line")
@@ -877,33 +877,41 @@ func (p *parser) virtualIPAddress(n *node, vips []netip.Prefix) ([]netip.Prefix,
 			continue
 		}
 		vips = append(vips, pfx)
-		for _, a := range c.args {
-			if len(opts) == 0 {
-				optPos = a.pos
-			}
-			if isVIPOption(a.text) && !contains(opts, a.text) {
-				opts = append(opts, a.text)
-			}
-		}
-	}
-	if len(opts) > 0 {
-		p.warnf(optPos, "virtual_ipaddress options (%s) parsed, not supported yet: addresses go on the instance's interface",
-			strings.Join(opts, ", "))
-	} else if optPos != (Pos{}) {
-		p.warnf(optPos, "virtual_ipaddress options parsed, not supported yet: addresses go on the instance's interface")
 	}
 	return vips, ok
 }
 
-// isVIPOption reports whether s is an option keyword of a virtual_ipaddress line (rather than
-// an option's value), so the warning lists `dev, label` and not interface names.
-func isVIPOption(s string) bool {
-	switch s {
-	case "brd", "broadcast", "dev", "scope", "label", "peer", "home", "-nodad", "nodad",
-		"noprefixroute", "autojoin", "track_group", "no_track":
-		return true
+// warnVIPOptions warns once per block about the virtual_ipaddress options Sluice parses but
+// does not act on (it applies brd, dev, scope, label, home, -nodad, noprefixroute and
+// autojoin): peer, no_track, track_group, preferred_lft, `brd +` and `brd -`, and unknown words.
+func (p *parser) warnVIPOptions(keyword string, vips []VirtualIP) {
+	var opts []string
+	var pos Pos
+	for _, v := range vips {
+		words := slices.Clone(v.Options)
+		if v.Peer.IsValid() {
+			words = append(words, "peer")
+		}
+		for _, w := range words {
+			if k, _, _ := strings.Cut(w, " "); k != "brd" && k != "broadcast" {
+				w = k // the option, not its value
+			}
+			switch w {
+			case "home", "-nodad", "nodad", "noprefixroute", "autojoin":
+				continue // applied as address flags
+			}
+			if len(opts) == 0 {
+				pos = v.Pos
+			}
+			if !contains(opts, w) {
+				opts = append(opts, w)
+			}
+		}
 	}
-	return false
+	if len(opts) > 0 {
+		p.warnf(pos, "%s options (%s) parsed, not supported: ignored",
+			keyword, strings.Join(opts, ", "))
+	}
 }
 
 // parseVIP parses ADDR or ADDR/LEN; a bare address is a host route (/32 or /128).

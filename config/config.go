@@ -137,6 +137,8 @@ type GlobalDefs struct {
 	LVSSyncDaemon         string // INTERFACE [inst] VRRP_INSTANCE [id N] ... as written
 	// LVSTimeouts is lvs_timeouts: flow idle timeouts; zero fields keep the default.
 	LVSTimeouts LVSTimeouts
+	// VRRPCheckUnicastSrc is vrrp_check_unicast_src: check_unicast_src for every instance.
+	VRRPCheckUnicastSrc bool
 }
 
 // LVSTimeouts are keepalived's lvs_timeouts: how long a connection may stay idle (TCP), idle
@@ -329,6 +331,13 @@ type VRRPInstance struct {
 	UnicastTTL   int
 	McastSrcIP   netip.Addr
 	McastDstIP   netip.Addr // mcast_dst_ip: the instance's advert group; unset: global_defs'
+
+	// CheckUnicastSrc is check_unicast_src: drop unicast adverts from a source that is not a
+	// unicast_peer (global_defs vrrp_check_unicast_src turns it on for every instance).
+	CheckUnicastSrc bool
+	// UnicastFaultNoPeer is unicast_fault_no_peer: with no unicast_peer the instance is in
+	// FAULT instead of multicasting.
+	UnicastFaultNoPeer bool
 
 	TrackInterfaces []TrackInterface
 	TrackScripts    []TrackRef

@@ -120,6 +120,9 @@ func (p *parser) globalField(n *node, g *GlobalDefs) bool {
 		if d, ok := p.timerValue(n, 0, maxTimer); ok {
 			g.VRRPGNAInterval = d
 		}
+	case "vrrp_check_unicast_src":
+		v, _ := p.flag(n)
+		g.VRRPCheckUnicastSrc = v
 	case "vrrp_skip_check_adv_addr":
 		v, _ := p.flag(n)
 		g.VRRPSkipCheckAdvAddr = v

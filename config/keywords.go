@@ -33,7 +33,7 @@ var (
 		"reload_check_config", "reload_file", "reload_repeat", "reload_time_file", "rs_init_notifies",
 		"shutdown_script", "shutdown_script_timeout", "snmp_socket", "startup_script",
 		"startup_script_timeout", "terminate_delay",
-		"tmp_config_directory", "umask", "vmac_addr_prefix", "vmac_prefix", "vrrp_check_unicast_src",
+		"tmp_config_directory", "umask", "vmac_addr_prefix", "vmac_prefix",
 		"vrrp_cpu_affinity", "vrrp_down_timer_adverts", "vrrp_garp_extra_if", "vrrp_garp_interval",
 		"vrrp_garp_lower_prio_delay", "vrrp_garp_lower_prio_repeat",
 		"vrrp_garp_master_refresh", "vrrp_garp_master_refresh_repeat",
@@ -51,7 +51,7 @@ var (
 		"no_email_faults", "notification_email", "notification_email_from", "notify_fifo",
 		"notify_fifo_script", "router_id", "script_user", "smtp_alert", "smtp_alert_checker",
 		"smtp_alert_vrrp", "smtp_connect_timeout", "smtp_helo_name", "smtp_server",
-		"vrrp_mcast_group4", "vrrp_mcast_group6", "vrrp_notify_fifo", "vrrp_notify_fifo_script",
+		"vrrp_check_unicast_src", "vrrp_mcast_group4", "vrrp_mcast_group6", "vrrp_notify_fifo", "vrrp_notify_fifo_script",
 	}
 
 	virtualServerUnsupported = []string{
@@ -92,14 +92,14 @@ var (
 	}
 
 	vrrpInstanceUnsupported = []string{
-		"accept", "check_unicast_src", "debug", "down_timer_adverts",
+		"accept", "debug", "down_timer_adverts",
 		"garp_extra_if", "garp_lower_prio_delay", "garp_lower_prio_repeat", "garp_master_refresh_repeat",
 		"gna_interval", "kernel_rx_buf_size", "linkbeat_use_polling",
 		"lower_prio_no_advert", "native_ipv6", "no_accept", "notify_deleted",
 		"notify_master_rx_lower_pri", "notify_priority_changes", "old_unicast_checksum", "promote_secondaries",
 		"skip_check_adv_addr", "strict_mode", "track_bfd",
-		"track_process", "track_src_ip", "unicast_fault_no_peer",
-		"use_ipvlan", "use_vmac_addr", "virtual_ipaddress_excluded", "virtual_routes",
+		"track_process", "track_src_ip",
+		"use_ipvlan", "use_vmac_addr", "virtual_routes",
 		"virtual_rules",
 	}
 	vrrpInstanceSupported = []string{
@@ -108,7 +108,7 @@ var (
 		"dont_track_primary", "higher_prio_send_advert", "track_file", "track_interface", "track_script",
 		"interface", "mcast_dst_ip", "mcast_src_ip", "nopreempt", "preempt", "preempt_delay", "priority", "state",
 		"unicast_peer", "unicast_src_ip", "unicast_ttl", "use_vmac", "version", "virtual_ipaddress", "virtual_router_id",
-		"vmac_xmit_base",
+		"vmac_xmit_base", "check_unicast_src", "unicast_fault_no_peer", "virtual_ipaddress_excluded",
 	}
 )
 

@@ -79,9 +79,6 @@ func TestParseFileGolden(t *testing.T) {
 					Pos: pos(dr, 10, 1), Name: "VI_WEB", Interface: "eth0", VirtualRouterID: 51, Priority: 150, State: "MASTER",
 					VirtualAddresses: []netip.Prefix{netip.MustParsePrefix("192.0.2.10/24"), netip.MustParsePrefix("192.0.2.11/32")},
 				}},
-				Warnings: []Warning{
-					{pos(dr, 21, 23), "virtual_ipaddress options (dev) parsed, not supported yet: addresses go on the instance's interface"},
-				},
 			},
 		},
 		{
@@ -354,9 +351,14 @@ func TestParseWarnings(t *testing.T) {
 		{"vrrp keywords", "vrrp_instance VI {\nvirtual_router_id 1\nnopreempt\nunicast_peer {\n10.0.0.2\n}\ntrack_interface {\neth1 weight -10 reverse\n}\nhigher_prio_send_advert\nuse_vmac\nuse_ipvlan\n}\n", []string{
 			"t.conf:12:1: use_ipvlan parsed, not supported yet",
 		}},
-		{"vip options listed once", "vrrp_instance VI {\nvirtual_router_id 1\nvirtual_ipaddress {\n10.0.0.1/24 dev eth0 label eth0:1\n10.0.0.2 dev eth0\n}\n}\n", []string{
-			"t.conf:4:13: virtual_ipaddress options (dev, label) parsed, not supported yet: addresses go on the instance's interface",
+		{"vip options applied are not warned about", "vrrp_instance VI {\nvirtual_router_id 1\nvirtual_ipaddress {\n10.0.0.1/24 brd 10.0.0.255 dev eth0 scope link label eth0:1\n}\n}\n", nil},
+		{"ignored vip options listed once", "vrrp_instance VI {\nvirtual_router_id 1\nvirtual_ipaddress {\n10.0.0.1/24 dev eth0 label eth0:1 home no_track\n10.0.0.2 dev eth0 noprefixroute -nodad autojoin brd +\n}\n}\n", []string{
+			"t.conf:4:1: virtual_ipaddress options (no_track, brd +) parsed, not supported: ignored",
 		}},
+		{"ignored excluded options", "vrrp_instance VI {\nvirtual_router_id 1\nvirtual_ipaddress {\n10.0.0.1\n}\nvirtual_ipaddress_excluded {\n10.0.0.3 dev lo\n10.0.0.2 peer 10.0.0.9 track_group G\n}\n}\n", []string{
+			"t.conf:8:1: virtual_ipaddress_excluded options (track_group, peer) parsed, not supported: ignored",
+		}},
+		{"unicast keywords are supported", "global_defs {\nvrrp_check_unicast_src\n}\nvrrp_instance VI {\nvirtual_router_id 1\nvirtual_ipaddress {\n10.0.0.1\n}\ncheck_unicast_src\nunicast_fault_no_peer\nunicast_peer {\n10.0.0.2 min_ttl 1 max_ttl 9\n}\n}\n", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -118,7 +118,7 @@ var vrrpInstanceTyped = []string{
 	"notify_master", "notify_stop", "preempt", "preempt_delay", "smtp_alert", "strict_mode",
 	"track_file", "track_interface", "track_process", "track_script", "track_bfd", "higher_prio_send_advert",
 	"unicast_peer", "unicast_src_ip", "unicast_ttl", "use_vmac", "version",
-	"virtual_ipaddress_excluded", "vmac_xmit_base",
+	"virtual_ipaddress_excluded", "vmac_xmit_base", "check_unicast_src", "unicast_fault_no_peer",
 }
 
 // vrrpField maps one vrrp_instance keyword beyond the skeleton's; false when n is not one.
@@ -152,8 +152,9 @@ func (p *parser) vrrpField(n *node, vi *VRRPInstance, ok *bool) bool {
 		vi.Auth = a
 		fail(good)
 	case "virtual_ipaddress_excluded":
-		vips, good := p.virtualIPs(n, vi.ExcludedVIPs)
-		vi.ExcludedVIPs = vips
+		vips, good := p.virtualIPs(n, nil)
+		p.warnVIPOptions("virtual_ipaddress_excluded", vips)
+		vi.ExcludedVIPs = append(vi.ExcludedVIPs, vips...)
 		fail(good)
 	case "unicast_src_ip":
 		a, good := p.addrValue(n)
@@ -177,6 +178,12 @@ func (p *parser) vrrpField(n *node, vi *VRRPInstance, ok *bool) bool {
 		peers, good := p.unicastPeers(n)
 		vi.UnicastPeers = append(vi.UnicastPeers, peers...)
 		fail(good)
+	case "check_unicast_src":
+		p.extraArgs(n, 0)
+		vi.CheckUnicastSrc = true
+	case "unicast_fault_no_peer":
+		p.extraArgs(n, 0)
+		vi.UnicastFaultNoPeer = true
 	case "unicast_ttl":
 		v, good := p.intValue(n, 1, 255)
 		vi.UnicastTTL = int(v)

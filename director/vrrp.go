@@ -30,7 +30,9 @@ const vrrpStopTimeout = 5 * time.Second
 // semantics: `state MASTER` does not make an instance master at start (keepalived 2.x waits for
 // Master_Down_Interval unless the priority is 255), mcast_src_ip stands in for
 // unicast_src_ip as the advert source, and mcast_dst_ip is the advert group (VRRPConfigFor
-// adds global_defs' vrrp_mcast_group4/6 when it is unset).
+// adds global_defs' vrrp_mcast_group4/6 when it is unset, and vrrp_check_unicast_src).
+// virtual_ipaddress and virtual_ipaddress_excluded options brd, dev, scope, label and the flags go into
+// VIPOptions; unicast_peer min_ttl/max_ttl into UnicastPeerTTL (max_ttl defaults to 255).
 func VRRPConfig(in config.VRRPInstance, log *slog.Logger) vrrp.Config {
 	c := vrrp.Config{
 		Name:              in.Name,
@@ -64,6 +66,41 @@ func VRRPConfig(in config.VRRPInstance, log *slog.Logger) vrrp.Config {
 	}
 	for _, p := range in.UnicastPeers {
 		c.UnicastPeers = append(c.UnicastPeers, p.Addr)
+		if p.MinTTL != 0 || p.MaxTTL != 0 {
+			r := vrrp.TTLRange{Min: p.MinTTL, Max: p.MaxTTL}
+			if p.MaxTTL == 0 {
+				r.Max = 255 // keepalived's default
+			}
+			if c.UnicastPeerTTL == nil {
+				c.UnicastPeerTTL = make(map[netip.Addr]vrrp.TTLRange)
+			}
+			c.UnicastPeerTTL[p.Addr] = r
+		}
+	}
+	c.CheckUnicastSrc, c.UnicastFaultNoPeer = in.CheckUnicastSrc, in.UnicastFaultNoPeer
+	for _, v := range in.ExcludedVIPs {
+		c.ExcludedVIPs = append(c.ExcludedVIPs, v.Prefix)
+	}
+	for _, v := range append(slices.Clone(in.VIPs), in.ExcludedVIPs...) {
+		o := vrrp.VIPOptions{Broadcast: v.Broadcast, Dev: v.Dev, Label: v.Label}
+		for _, w := range v.Options {
+			if f, ok := vrrp.VIPFlag(w); ok {
+				o.Flags |= f
+			}
+		}
+		if v.Scope != "" {
+			s, err := vrrp.ParseScope(v.Scope) // the parser checked it
+			if err != nil && log != nil {
+				log.Warn("vrrp: virtual address scope ignored", "instance", in.Name, "addr", v.Prefix, "err", err)
+			}
+			o.Scope = s
+		}
+		if o != (vrrp.VIPOptions{}) {
+			if c.VIPOptions == nil {
+				c.VIPOptions = make(map[netip.Addr]vrrp.VIPOptions)
+			}
+			c.VIPOptions[v.Prefix.Addr()] = o
+		}
 	}
 	return c
 }
@@ -75,6 +112,7 @@ func VRRPConfig(in config.VRRPInstance, log *slog.Logger) vrrp.Config {
 // Sync to the group's shared *vrrp.SyncGroup.
 func VRRPConfigFor(cfg *config.Config, in config.VRRPInstance, log *slog.Logger) (vrrp.Config, error) {
 	c := VRRPConfig(in, log)
+	c.CheckUnicastSrc = c.CheckUnicastSrc || cfg.Global.VRRPCheckUnicastSrc
 	if !c.McastGroup.IsValid() {
 		c.McastGroup = globalMcastGroup(cfg, in)
 	}

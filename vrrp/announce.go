@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/mdlayher/arp"
 	"github.com/mdlayher/ethernet"
@@ -25,34 +27,141 @@ type Netlink interface {
 	AddrDel(link netlink.Link, addr *netlink.Addr) error
 }
 
+// VIPOptions are the options of one virtual_ipaddress line that Sluice acts on.
+type VIPOptions struct {
+	// Broadcast is brd (IPv4 only); unset: the kernel's default for the prefix.
+	Broadcast netip.Addr
+	// Dev is dev: the interface the address goes on and is announced from; "": the
+	// instance's interface (or its VMAC).
+	Dev string
+	// Scope is scope, an rtnetlink scope (0 global, 200 site, 253 link, 254 host, 255
+	// nowhere).
+	Scope int
+	// Label is label: the address label, which Linux requires to be the device name or to
+	// start with it followed by ':'.
+	Label string
+	// Flags are IFA_F_* address flags: home (IFA_F_HOMEADDRESS), -nodad (IFA_F_NODAD),
+	// noprefixroute (IFA_F_NOPREFIXROUTE), autojoin (IFA_F_MCAUTOJOIN); see VIPFlag.
+	Flags int
+}
+
+// VIPFlag returns the IFA_F_* flag of a virtual_ipaddress flag option, or false.
+func VIPFlag(opt string) (int, bool) {
+	switch opt {
+	case "home":
+		return unix.IFA_F_HOMEADDRESS, true
+	case "-nodad", "nodad":
+		return unix.IFA_F_NODAD, true
+	case "noprefixroute":
+		return unix.IFA_F_NOPREFIXROUTE, true
+	case "autojoin":
+		return unix.IFA_F_MCAUTOJOIN, true
+	}
+	return 0, false
+}
+
+// ParseScope returns the rtnetlink scope of `scope NAME` (global, site, link, host, nowhere)
+// or of a number 0-255.
+func ParseScope(s string) (int, error) {
+	switch s {
+	case "global", "universe":
+		return unix.RT_SCOPE_UNIVERSE, nil
+	case "site":
+		return unix.RT_SCOPE_SITE, nil
+	case "link":
+		return unix.RT_SCOPE_LINK, nil
+	case "host":
+		return unix.RT_SCOPE_HOST, nil
+	case "nowhere":
+		return unix.RT_SCOPE_NOWHERE, nil
+	}
+	n, err := strconv.ParseUint(s, 0, 8)
+	if err != nil {
+		return 0, fmt.Errorf("scope %q: expected global, site, link, host, nowhere or 0-255", s)
+	}
+	return int(n), nil
+}
+
+// validateVIPOptions checks the options of c's addresses.
+func validateVIPOptions(c *Config) error {
+	for a, o := range c.VIPOptions {
+		if !slices.ContainsFunc(c.VIPs, func(p netip.Prefix) bool { return p.Addr() == a }) &&
+			!slices.ContainsFunc(c.ExcludedVIPs, func(p netip.Prefix) bool { return p.Addr() == a }) {
+			return fmt.Errorf("options for %s, which is not a virtual address", a)
+		}
+		if o.Broadcast.IsValid() && (!a.Is4() || !o.Broadcast.Is4()) {
+			return fmt.Errorf("virtual address %s: brd %s: a broadcast address is IPv4 only", a, o.Broadcast)
+		}
+		if o.Scope < 0 || o.Scope > 255 {
+			return fmt.Errorf("virtual address %s: scope %d: must be 0-255", a, o.Scope)
+		}
+		dev := o.Dev
+		if dev == "" {
+			dev = c.Interface
+			if c.UseVMAC {
+				dev = c.VMACName
+			}
+		}
+		if o.Label != "" && o.Label != dev && !strings.HasPrefix(o.Label, dev+":") {
+			return fmt.Errorf("virtual address %s: label %q: must be %s or start with %q", a, o.Label, dev, dev+":")
+		}
+		if len(o.Label) >= unix.IFNAMSIZ {
+			return fmt.Errorf("virtual address %s: label %q: longer than %d bytes", a, o.Label, unix.IFNAMSIZ-1)
+		}
+	}
+	for _, p := range c.ExcludedVIPs {
+		if !p.IsValid() || p.Addr().Is4In6() {
+			return fmt.Errorf("virtual_ipaddress_excluded %s: not a valid address", p)
+		}
+	}
+	return nil
+}
+
+// vip is a virtual address with the link it goes on.
+type vip struct {
+	prefix netip.Prefix
+	opts   VIPOptions
+	link   netlink.Link
+	ann    Announcer // nil: not announced
+}
+
 // vipAddr is the netlink form of a virtual address. IPv6 ones skip duplicate address
 // detection, as keepalived's do: the address must answer as soon as we are master.
-func vipAddr(p netip.Prefix) *netlink.Addr {
-	a := &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}}
+func vipAddr(v vip) *netlink.Addr {
+	p := v.prefix
+	a := &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())},
+		Scope: v.opts.Scope, Label: v.opts.Label, Flags: v.opts.Flags}
+	if v.opts.Broadcast.IsValid() {
+		a.Broadcast = v.opts.Broadcast.AsSlice()
+	}
 	if p.Addr().Is6() {
-		a.Flags = unix.IFA_F_NODAD
+		a.Flags |= unix.IFA_F_NODAD
 	}
 	return a
 }
 
-// addVIPs adds every prefix to link; an address already there is fine.
-func addVIPs(nl Netlink, link netlink.Link, vips []netip.Prefix) error {
+// addVIPs adds every address to its link; an address already there is fine.
+func addVIPs(nl Netlink, vips []vip) error {
 	var errs []error
-	for _, p := range vips {
-		if err := nl.AddrAdd(link, vipAddr(p)); err != nil && !errors.Is(err, unix.EEXIST) {
-			errs = append(errs, fmt.Errorf("add virtual address %s to %s: %w", p, link.Attrs().Name, err))
+	for _, v := range vips {
+		err := nl.AddrAdd(v.link, vipAddr(v))
+		if errors.Is(err, unix.EINVAL) && v.opts.Scope != 0 && v.prefix.Addr().Is4() {
+			err = fmt.Errorf("%w (a secondary IPv4 address must have its primary's scope)", err)
+		}
+		if err != nil && !errors.Is(err, unix.EEXIST) {
+			errs = append(errs, fmt.Errorf("add virtual address %s to %s: %w", v.prefix, v.link.Attrs().Name, err))
 		}
 	}
 	return errors.Join(errs...)
 }
 
-// delVIPs removes every prefix from link; an address already gone is fine.
-func delVIPs(nl Netlink, link netlink.Link, vips []netip.Prefix) error {
+// delVIPs removes every address from its link; an address already gone is fine.
+func delVIPs(nl Netlink, vips []vip) error {
 	var errs []error
-	for _, p := range vips {
-		err := nl.AddrDel(link, vipAddr(p))
+	for _, v := range vips {
+		err := nl.AddrDel(v.link, vipAddr(v))
 		if err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) && !errors.Is(err, unix.ENOENT) {
-			errs = append(errs, fmt.Errorf("remove virtual address %s from %s: %w", p, link.Attrs().Name, err))
+			errs = append(errs, fmt.Errorf("remove virtual address %s from %s: %w", v.prefix, v.link.Attrs().Name, err))
 		}
 	}
 	return errors.Join(errs...)

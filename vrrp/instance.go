@@ -63,11 +63,30 @@ type Config struct {
 	AuthPass string
 	// VIPs are the virtual addresses, all of one family (a bare address is a /32 or /128).
 	VIPs []netip.Prefix
+	// ExcludedVIPs are virtual_ipaddress_excluded: added, announced and removed with the
+	// VIPs, but not carried in adverts nor compared with a received advert's address list.
+	// They may be of either family.
+	ExcludedVIPs []netip.Prefix
+	// VIPOptions are the virtual_ipaddress options (brd, dev, scope, label) of the VIPs and
+	// ExcludedVIPs that have any, by address.
+	VIPOptions map[netip.Addr]VIPOptions
 	// UnicastSrc is unicast_src_ip; unset: the first IPv4 address of the interface, or its
 	// IPv6 link-local address.
 	UnicastSrc netip.Addr
-	// UnicastPeers are unicast_peer; empty: multicast to McastGroup.
+	// UnicastPeers are unicast_peer; empty: multicast to McastGroup (or FAULT with
+	// UnicastFaultNoPeer).
 	UnicastPeers []netip.Addr
+	// UnicastPeerTTL is unicast_peer's min_ttl/max_ttl: adverts from a peer listed here whose
+	// TTL / hop limit is outside its range are dropped (ReasonPeerTTL). A peer with a range
+	// turns on CheckUnicastSrc, as keepalived does.
+	UnicastPeerTTL map[netip.Addr]TTLRange
+	// CheckUnicastSrc is check_unicast_src (or global vrrp_check_unicast_src): unicast
+	// adverts from a source that is not a unicast peer are dropped (ReasonPeer). Without it
+	// they are accepted, as keepalived accepts them.
+	CheckUnicastSrc bool
+	// UnicastFaultNoPeer is unicast_fault_no_peer: the instance was configured for unicast,
+	// so with no UnicastPeers it stays in FAULT instead of falling back to multicast.
+	UnicastFaultNoPeer bool
 	// UnicastTTL is unicast_ttl: the TTL / hop limit of adverts sent to unicast peers, 1-255;
 	// 0 means 255.
 	UnicastTTL int
@@ -124,6 +143,11 @@ type Config struct {
 // inotify; Sluice polls, so a change takes effect within this time.
 const DefaultTrackFilePoll = time.Second
 
+// TTLRange is a unicast peer's accepted TTL / hop limit range, Min..Max inclusive.
+type TTLRange struct {
+	Min, Max int
+}
+
 // Event reports a state transition of an instance.
 type Event struct {
 	Instance string
@@ -156,7 +180,8 @@ const (
 	ReasonInterval  Reason = "interval"   // VRRPv2 interval differs, VRRPv3 interval 0
 	ReasonAddresses Reason = "addresses"  // address list differs (and not from the owner)
 	ReasonOwner     Reason = "owner"      // we own the addresses: adverts are not for us
-	ReasonPeer      Reason = "peer"       // source is not a unicast_peer
+	ReasonPeer      Reason = "peer"       // source is not a unicast_peer (check_unicast_src)
+	ReasonPeerTTL   Reason = "peer_ttl"   // unicast TTL outside the peer's min_ttl..max_ttl
 	ReasonGroup     Reason = "group"      // multicast to another group than ours
 	ReasonSelf      Reason = "self"       // our own advert looped back
 	ReasonOther     Reason = "unexpected" // anything else Unmarshal refused
@@ -192,8 +217,9 @@ type Instance struct {
 	log    *slog.Logger
 	src    netip.Addr
 	dsts   []netip.Addr
-	group  netip.Addr // multicast group; unset with unicast peers
-	vips   []netip.Addr
+	group  netip.Addr   // multicast group; unset with unicast peers
+	vips   []netip.Addr // in adverts
+	places []vip        // VIPs then ExcludedVIPs, where they go and are announced
 	auth   [AuthDataLen]byte
 	events chan Event
 	// linkUpdates follows the interface; nil with an injected Netlink seam.
@@ -347,6 +373,54 @@ func (in *Instance) open(v4 bool) error {
 		in.ann = a
 	}
 	in.closers = append(in.closers, in.ann)
+	return in.placeVIPs(v4, vipName)
+}
+
+// placeVIPs resolves where each virtual address goes (its dev, else the VIP interface) and
+// what announces it there: the instance's Announcer on the VIP interface, else one opened for
+// that interface and family. An injected Announcer announces every address; nothing is
+// announced on a loopback interface.
+func (in *Instance) placeVIPs(v4 bool, vipName string) error {
+	type key struct {
+		dev string
+		v4  bool
+	}
+	anns := map[key]Announcer{{vipName, v4}: in.ann}
+	for _, p := range append(slices.Clone(in.cfg.VIPs), in.cfg.ExcludedVIPs...) {
+		o := in.cfg.VIPOptions[p.Addr()]
+		v := vip{prefix: p, opts: o, link: in.vipIf}
+		dev := vipName
+		if o.Dev != "" && o.Dev != vipName {
+			l, err := in.nl.LinkByName(o.Dev)
+			if err != nil {
+				return fmt.Errorf("virtual address %s: find dev %s: %w", p, o.Dev, err)
+			}
+			v.link, dev = l, o.Dev
+		}
+		switch k := (key{dev, p.Addr().Is4()}); {
+		case in.cfg.Announcer != nil:
+			v.ann = in.ann
+		case v.link.Attrs().Flags&net.FlagLoopback != 0:
+		case anns[k] != nil:
+			v.ann = anns[k]
+		default:
+			var src6 netip.Addr
+			if !k.v4 {
+				var err error
+				if src6, err = primaryAddr(dev, false); err != nil {
+					in.log.Warn("vrrp: virtual address not announced", "instance", in.cfg.Name, "addr", p, "err", err)
+					break
+				}
+			}
+			a, err := NewAnnouncer(dev, k.v4, src6)
+			if err != nil {
+				return fmt.Errorf("virtual address %s: %w", p, err)
+			}
+			in.closers = append(in.closers, a)
+			anns[k], v.ann = a, a
+		}
+		in.places = append(in.places, v)
+	}
 	return nil
 }
 
@@ -411,6 +485,18 @@ func validate(c *Config) error {
 		if c.VMACName == "" {
 			c.VMACName = VMACName(c.VRID)
 		}
+	}
+	for a, rg := range c.UnicastPeerTTL {
+		if !slices.Contains(c.UnicastPeers, a) {
+			return fmt.Errorf("min_ttl/max_ttl for %s, which is not a unicast_peer", a)
+		}
+		if rg.Min < 0 || rg.Max > 255 || rg.Min > rg.Max {
+			return fmt.Errorf("unicast_peer %s: min_ttl %d max_ttl %d: must be 0 <= min_ttl <= max_ttl <= 255", a, rg.Min, rg.Max)
+		}
+		c.CheckUnicastSrc = true
+	}
+	if err := validateVIPOptions(c); err != nil {
+		return err
 	}
 	if c.UnicastTTL < 0 || c.UnicastTTL > 255 {
 		return fmt.Errorf("unicast_ttl %d: must be 1-255", c.UnicastTTL)
@@ -710,8 +796,13 @@ func (in *Instance) check(r received) (Advert, Reason) {
 	if r.src == in.src {
 		return Advert{}, ReasonSelf
 	}
-	if len(in.cfg.UnicastPeers) > 0 && !slices.Contains(in.cfg.UnicastPeers, r.src) {
-		return Advert{}, ReasonPeer
+	if len(in.cfg.UnicastPeers) > 0 {
+		if in.cfg.CheckUnicastSrc && !slices.Contains(in.cfg.UnicastPeers, r.src) {
+			return Advert{}, ReasonPeer
+		}
+		if rg, ok := in.cfg.UnicastPeerTTL[r.src]; ok && (r.ttl < rg.Min || r.ttl > rg.Max) {
+			return Advert{}, ReasonPeerTTL
+		}
 	}
 	if r.src.Is4() != in.src.Is4() || !r.dst.IsValid() {
 		return Advert{}, ReasonFamily
@@ -794,7 +885,7 @@ func (in *Instance) apply(ctx context.Context, now time.Time, a Actions) {
 		a = in.fsm.ForceMaster(now)
 	}
 	if a.AddVIPs {
-		in.fail(addVIPs(in.nl, in.vipIf, in.cfg.VIPs))
+		in.fail(addVIPs(in.nl, in.places))
 	}
 	if a.SendAdvert {
 		in.send(in.fsm.Priority())
@@ -804,13 +895,15 @@ func (in *Instance) apply(ctx context.Context, now time.Time, a Actions) {
 	}
 	if a.Announce {
 		for range in.cfg.GARPMasterRepeat {
-			for _, v := range in.vips {
-				in.fail(in.ann.Announce(v))
+			for _, v := range in.places {
+				if v.ann != nil {
+					in.fail(v.ann.Announce(v.prefix.Addr()))
+				}
 			}
 		}
 	}
 	if a.DelVIPs {
-		in.fail(delVIPs(in.nl, in.vipIf, in.cfg.VIPs))
+		in.fail(delVIPs(in.nl, in.places))
 	}
 	st := in.fsm.State()
 	in.mu.Lock()

@@ -56,7 +56,33 @@ func TestReceiveChecks(t *testing.T) {
 		{"ttl unknown", v2, wire(good2), peer, -1, ReasonTTL, Advert{}},
 		{"own advert", v2, wire(good2), me, 255, ReasonSelf, Advert{}},
 		{"unicast from a peer over a router", func() Config { c := v3; c.UnicastPeers = []netip.Addr{peer}; return c }(), wire(good3), peer, 62, "", Advert{Src: peer, Priority: 150, Interval: 300 * time.Millisecond}},
-		{"not a unicast peer", func() Config { c := v3; c.UnicastPeers = []netip.Addr{other}; return c }(), wire(good3), peer, 255, ReasonPeer, Advert{}},
+		{"not a unicast peer, check_unicast_src", func() Config { c := v3; c.UnicastPeers, c.CheckUnicastSrc = []netip.Addr{other}, true; return c }(), wire(good3), peer, 255, ReasonPeer, Advert{}},
+		{"not a unicast peer, accepted without check_unicast_src", func() Config { c := v3; c.UnicastPeers = []netip.Addr{other}; return c }(), wire(good3), peer, 255, "", Advert{Src: peer, Priority: 150, Interval: 300 * time.Millisecond}},
+		{"not a unicast peer, a peer's TTL range turns the check on", func() Config {
+			c := v3
+			c.UnicastPeers, c.UnicastPeerTTL = []netip.Addr{other}, map[netip.Addr]TTLRange{other: {0, 255}}
+			return c
+		}(), wire(good3), peer, 255, ReasonPeer, Advert{}},
+		{"unicast TTL below min_ttl", func() Config {
+			c := v3
+			c.UnicastPeers, c.UnicastPeerTTL = []netip.Addr{peer}, map[netip.Addr]TTLRange{peer: {250, 255}}
+			return c
+		}(), wire(good3), peer, 249, ReasonPeerTTL, Advert{}},
+		{"unicast TTL above max_ttl", func() Config {
+			c := v3
+			c.UnicastPeers, c.UnicastPeerTTL = []netip.Addr{peer}, map[netip.Addr]TTLRange{peer: {60, 64}}
+			return c
+		}(), wire(good3), peer, 65, ReasonPeerTTL, Advert{}},
+		{"unicast TTL inside min_ttl..max_ttl", func() Config {
+			c := v3
+			c.UnicastPeers, c.UnicastPeerTTL = []netip.Addr{peer}, map[netip.Addr]TTLRange{peer: {60, 64}}
+			return c
+		}(), wire(good3), peer, 64, "", Advert{Src: peer, Priority: 150, Interval: 300 * time.Millisecond}},
+		{"excluded addresses are not compared", func() Config {
+			c := v2
+			c.ExcludedVIPs = []netip.Prefix{netip.MustParsePrefix("192.0.2.9/32"), netip.MustParsePrefix("fd00::9/128")}
+			return c
+		}(), wire(good2), peer, 255, "", Advert{Src: peer, Priority: 150, Interval: time.Second}},
 		{"v3 to a v2 instance", v2, wire(good3), peer, 255, ReasonVersion, Advert{}},
 		{"other VRID", v2, wire(edit(good2, func(p *Packet) { p.VRID = 8 })), peer, 255, ReasonVRID, Advert{}},
 		{"no auth to a PASS instance", v2, wire(edit(good2, func(p *Packet) { p.AuthType = AuthNone })), peer, 255, ReasonAuthType, Advert{}},
@@ -106,6 +132,27 @@ func TestConfigErrors(t *testing.T) {
 		{"PASS without password", func(c *Config) { c.AuthType = "PASS" }, nil, "without auth_pass"},
 		{"unknown auth_type", func(c *Config) { c.AuthType = "MD5"; c.AuthPass = "x" }, nil, "auth_type"},
 		{"IPv6 peer for IPv4 VIPs", func(c *Config) { c.UnicastPeers = []netip.Addr{netip.MustParseAddr("fe80::1")} }, ErrFamily, ""},
+		{"TTL range of a non-peer", func(c *Config) {
+			c.UnicastPeerTTL = map[netip.Addr]TTLRange{netip.MustParseAddr("10.0.0.1"): {0, 255}}
+		}, nil, "not a unicast_peer"},
+		{"min_ttl above max_ttl", func(c *Config) {
+			p := netip.MustParseAddr("10.0.0.1")
+			c.UnicastPeers, c.UnicastPeerTTL = []netip.Addr{p}, map[netip.Addr]TTLRange{p: {200, 100}}
+		}, nil, "min_ttl 200 max_ttl 100"},
+		{"options of an unknown address", func(c *Config) {
+			c.VIPOptions = map[netip.Addr]VIPOptions{netip.MustParseAddr("10.0.0.7"): {Label: "eth0:x"}}
+		}, nil, "not a virtual address"},
+		{"IPv6 broadcast", func(c *Config) {
+			a := netip.MustParseAddr("fd00::7")
+			c.ExcludedVIPs = []netip.Prefix{netip.PrefixFrom(a, 64)}
+			c.VIPOptions = map[netip.Addr]VIPOptions{a: {Broadcast: netip.MustParseAddr("10.0.0.255")}}
+		}, nil, "IPv4 only"},
+		{"label not of its device", func(c *Config) {
+			c.VIPOptions = map[netip.Addr]VIPOptions{vip4[0].Addr(): {Dev: "eth1", Label: "eth0:vip"}}
+		}, nil, `must be eth1 or start with "eth1:"`},
+		{"label too long", func(c *Config) {
+			c.VIPOptions = map[netip.Addr]VIPOptions{vip4[0].Addr(): {Label: "eth0:0123456789ab"}}
+		}, nil, "longer than 15 bytes"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -193,7 +193,7 @@ func TestRunMasterYieldsAndReleases(t *testing.T) {
 		t.Errorf("netlink calls (-want +got):\n%s", diff)
 	}
 	want := Stats{Received: 1, Sent: 1, Dropped: map[Reason]uint64{ReasonTTL: 1}, Transitions: 3}
-	if diff := cmp.Diff(want, in.Stats()); diff != "" {
+	if diff := cmp.Diff(want, in.Stats(), addrCmp); diff != "" {
 		t.Errorf("stats (-want +got):\n%s", diff)
 	}
 	// Stopping is reported too, and then the channel is closed.

@@ -219,6 +219,9 @@ func (in *Instance) retrack(ctx context.Context, now time.Time, starting bool) {
 	if in.linkDown && !in.cfg.DontTrackPrimary {
 		fault, why = true, "interface "+in.cfg.Interface+" down"
 	}
+	if in.cfg.UnicastFaultNoPeer && len(in.cfg.UnicastPeers) == 0 {
+		fault, why = true, "unicast_fault_no_peer and no unicast_peer"
+	}
 	in.ownFault = fault
 	syncFault := in.cfg.Sync != nil && in.cfg.Sync.faulted(in)
 	if syncFault && !fault {

@@ -115,6 +115,26 @@ func TestSluiceIPv6(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Even without DAD an address is briefly unusable after the link comes up: wait until
+	// each side can bind its own (bounded).
+	for _, x := range []struct {
+		ns   *netns.NS
+		addr string
+	}{{a, "[fd07::1]:0"}, {b, "[fd07::2]:0"}} {
+		err := x.ns.Do(func() error {
+			var err error
+			for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+				var c net.PacketConn
+				if c, err = net.ListenPacket("udp6", x.addr); err == nil {
+					return c.Close()
+				}
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatalf("%s never became usable: %v", x.addr, err)
+		}
+	}
 	inst := func(name, nb, src string) Instance {
 		return Instance{Name: name, Neighbor: netip.MustParseAddr(nb), Source: netip.MustParseAddr(src),
 			MinRx: 100 * time.Millisecond, MinTx: 100 * time.Millisecond, Multiplier: 3}

@@ -245,6 +245,25 @@ func waitUDPReady(t *testing.T, proc *netns.Proc, env *netns.Env, client *netns.
 // server on rport, forwarded by method fwd, as ipvsadm -Ln would.
 func checkUDPList(t *testing.T, director *netns.NS, vip netip.AddrPort, fwd string, reals []netip.Addr, rport int) {
 	t.Helper()
+	// A health check that failed once right after start (IPv6 neighbour discovery) takes a
+	// server out until its next check: allow the list a few delay_loops to settle.
+	deadline := time.Now().Add(3*lab.DelayLoop + lab.ConnectTimeout)
+	for {
+		problems, out := udpListProblems(t, director, vip, fwd, reals, rport)
+		if len(problems) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("sluice list -n:\n%s\n%s", strings.Join(problems, "\n"), out)
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// udpListProblems says how `sluice list -n` differs from the UDP service vip with reals.
+func udpListProblems(t *testing.T, director *netns.NS, vip netip.AddrPort, fwd string, reals []netip.Addr, rport int) ([]string, string) {
+	t.Helper()
 	cmd := director.Command(sluiceBin, "list", "-n")
 	var out, errOut strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &errOut
@@ -259,7 +278,7 @@ func checkUDPList(t *testing.T, director *netns.NS, vip netip.AddrPort, fwd stri
 		}
 	}
 	if svc < 0 {
-		t.Fatalf("sluice list -n shows no \"UDP  %s rr\" service:\n%s", vip, out.String())
+		return []string{fmt.Sprintf("no \"UDP  %s rr\" service", vip)}, out.String()
 	}
 	got := map[string]string{}
 	for _, l := range lines[svc+1:] {
@@ -269,15 +288,17 @@ func checkUDPList(t *testing.T, director *netns.NS, vip netip.AddrPort, fwd stri
 		}
 		got[f[1]] = f[2] + " " + f[3]
 	}
+	var problems []string
 	for _, r := range reals {
 		addr := netip.AddrPortFrom(r, uint16(rport)).String()
 		if got[addr] != fwd+" 1" {
-			t.Errorf("sluice list -n: real server %s: %q, want forward %s weight 1; output:\n%s", addr, got[addr], fwd, out.String())
+			problems = append(problems, fmt.Sprintf("real server %s: %q, want forward %s weight 1", addr, got[addr], fwd))
 		}
 	}
 	if len(got) != len(reals) {
-		t.Errorf("sluice list -n: %d real servers under UDP %s, want %d:\n%s", len(got), vip, len(reals), out.String())
+		problems = append(problems, fmt.Sprintf("%d real servers under UDP %s, want %d", len(got), vip, len(reals)))
 	}
+	return problems, out.String()
 }
 
 // checkUDPFlows sends udpFlows flows of udpPerFlow datagrams to vip, each flow from its own

@@ -12,6 +12,7 @@ import (
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // Veth creates a veth pair with end aName in a and end bName in b, and sets both up.
@@ -121,6 +122,12 @@ func (n *NS) AddAddr(ifName string, prefix netip.Prefix) error {
 	a, err := netlink.ParseAddr(prefix.String())
 	if err != nil {
 		return fmt.Errorf("parse address %s: %w", prefix, err)
+	}
+	if prefix.Addr().Is6() {
+		// A test network holds no duplicate; duplicate address detection would leave the
+		// address tentative, unusable, for a second or so after the link comes up, and
+		// failed the first health checks of IPv6 tests now and then.
+		a.Flags |= unix.IFA_F_NODAD
 	}
 	if err := n.nl.AddrAdd(l, a); err != nil {
 		return fmt.Errorf("add %s to %s in %s: %w", prefix, ifName, n.Short, err)

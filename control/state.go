@@ -153,11 +153,12 @@ func (s *State) Status() Status {
 	st.Services = make([]Service, 0, len(snap.Services))
 	for _, svc := range snap.Services {
 		out := Service{
-			Protocol:  protocolName(svc.Key),
-			FWMark:    svc.Key.FWMark,
-			VIP:       svc.Key.VIP,
-			Port:      svc.Key.Port,
-			Scheduler: svc.Scheduler,
+			Protocol:    protocolName(svc.Key),
+			FWMark:      svc.Key.FWMark,
+			VIP:         svc.Key.VIP,
+			Port:        svc.Key.Port,
+			Scheduler:   svc.Scheduler,
+			Persistence: int(svc.Persistence / time.Second),
 		}
 		if ts != nil {
 			out.Stats = fromDataplane(ts.Services[svc.Key])

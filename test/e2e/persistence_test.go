@@ -63,6 +63,15 @@ func TestPersistence(t *testing.T) {
 		t.Fatal("could not add persistence_timeout to the lab's configuration")
 	}
 	reload(persistent)
+	// `sluice reload` returns once the daemon took the file; wait until it is applied.
+	for deadline := time.Now().Add(lab.ApplyMargin + 5*time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if out, _, _ := d.cli(t, "list", "-n"); strings.Contains(out, " persistent 60") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("sluice list never showed the service as persistent after the reload")
+		}
+	}
 	sticky("persistence_timeout 60")
 
 	// The all-ports service: the same real servers at port 0, checked on port 80.

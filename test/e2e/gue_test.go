@@ -166,21 +166,10 @@ func startGUEDecap(env *netns.Env, ns *netns.NS) (*gueDecap, error) {
 	var tun *os.File
 	var c *net.UDPConn
 	err := ns.Do(func() error {
-		fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
-		if err != nil {
-			return fmt.Errorf("open /dev/net/tun: %w", err)
-		}
-		ifr, err := unix.NewIfreq(ifName)
-		if err != nil {
-			unix.Close(fd)
+		var err error
+		if tun, err = lab.OpenTUN(ifName); err != nil {
 			return err
 		}
-		ifr.SetUint16(unix.IFF_TUN | unix.IFF_NO_PI)
-		if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
-			unix.Close(fd)
-			return fmt.Errorf("create tun device %s: %w", ifName, err)
-		}
-		tun = os.NewFile(uintptr(fd), "/dev/net/tun")
 		// Dual-stack; GUE comes without a UDP checksum, which IPv6 sockets drop unless told.
 		if c, err = net.ListenUDP("udp", &net.UDPAddr{Port: guePort}); err != nil {
 			tun.Close()

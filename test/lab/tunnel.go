@@ -235,21 +235,10 @@ func StartDecap(env *netns.Env, ns *netns.NS) (*Decap, error) {
 	var tun *os.File
 	var c4, c6 *net.IPConn
 	err := ns.Do(func() error {
-		fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
-		if err != nil {
-			return fmt.Errorf("open /dev/net/tun: %w", err)
-		}
-		ifr, err := unix.NewIfreq(ifName)
-		if err != nil {
-			unix.Close(fd)
+		var err error
+		if tun, err = OpenTUN(ifName); err != nil {
 			return err
 		}
-		ifr.SetUint16(unix.IFF_TUN | unix.IFF_NO_PI)
-		if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
-			unix.Close(fd)
-			return fmt.Errorf("create tun device %s: %w", ifName, err)
-		}
-		tun = os.NewFile(uintptr(fd), "/dev/net/tun")
 		if c4, err = net.ListenIP("ip4:4", nil); err != nil {
 			tun.Close()
 			return fmt.Errorf("raw socket for IPIP: %w", err)
@@ -317,4 +306,24 @@ func kernelTunnels(ns *netns.NS) error {
 		}
 	}
 	return nil
+}
+
+// OpenTUN creates the layer-3 TUN device name (no packet information header) in the calling
+// thread's network namespace and returns it, non-blocking, for user-space decapsulation.
+func OpenTUN(name string) (*os.File, error) {
+	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open /dev/net/tun: %w", err)
+	}
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	ifr.SetUint16(unix.IFF_TUN | unix.IFF_NO_PI)
+	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("create tun device %s: %w", name, err)
+	}
+	return os.NewFile(uintptr(fd), "/dev/net/tun"), nil
 }

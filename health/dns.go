@@ -149,5 +149,5 @@ func (c DNSCheck) CheckTimeout() time.Duration {
 
 // String returns e.g. "DNS_CHECK 10.0.0.2:53 SOA .".
 func (c DNSCheck) String() string {
-	return fmt.Sprintf("DNS_CHECK %s %s %s [%v %v]", c.Addr, c.Type, c.Name, c.BindTo, c.CheckTimeout())
+	return fmt.Sprintf("DNS_CHECK %s %s %s [%v %v]", c.Addr, c.Type, c.Name, bindString(c.BindTo), c.CheckTimeout())
 }

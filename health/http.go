@@ -261,7 +261,7 @@ func (c *HTTPCheck) String() string {
 		b.WriteString(" " + u.Path)
 	}
 	// Options that change the probe, hidden in a compact suffix so logs stay readable.
-	fmt.Fprintf(&b, " [%s %v %s %q %v %q %v %d", c.proto, c.opts.BindTo, c.CheckTimeout(), c.opts.VirtualHost,
+	fmt.Fprintf(&b, " [%s %v %s %q %v %q %v %d", c.proto, bindString(c.opts.BindTo), c.CheckTimeout(), c.opts.VirtualHost,
 		c.opts.EnableSNI, c.opts.SNIName, c.opts.TLSCompliant, c.opts.MaxBody)
 	if ssl := c.opts.SSL; ssl != nil {
 		// The password stays out of logs: checks differing only in it share probes.

@@ -128,5 +128,5 @@ func (c PingCheck) CheckTimeout() time.Duration {
 
 // String returns e.g. "PING_CHECK 10.0.0.2".
 func (c PingCheck) String() string {
-	return fmt.Sprintf("PING_CHECK %s [%v %v]", c.Addr, c.BindTo, c.CheckTimeout())
+	return fmt.Sprintf("PING_CHECK %s [%v %v]", c.Addr, bindString(c.BindTo), c.CheckTimeout())
 }

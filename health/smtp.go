@@ -110,7 +110,7 @@ func (c SMTPCheck) CheckTimeout() time.Duration {
 
 // String returns e.g. "SMTP_CHECK 10.0.0.2:25".
 func (c SMTPCheck) String() string {
-	return fmt.Sprintf("SMTP_CHECK %s [%v %v %q %+v]", c.Addr, c.BindTo, c.CheckTimeout(), c.HeloName, c.Source)
+	return fmt.Sprintf("SMTP_CHECK %s [%v %v %q %+v]", c.Addr, bindString(c.BindTo), c.CheckTimeout(), c.HeloName, c.Source)
 }
 
 // dialTCP connects to addr from bindTo (when valid) and src, and bounds the connection's reads and

@@ -68,3 +68,11 @@ func (s Source) dialer(network string, bindTo netip.Addr) net.Dialer {
 	}
 	return d
 }
+
+// bindString is bindto as check descriptions print it: "any" when unset.
+func bindString(a netip.Addr) string {
+	if !a.IsValid() {
+		return "any"
+	}
+	return a.String()
+}

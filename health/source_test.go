@@ -2,8 +2,11 @@ package health
 
 import (
 	"context"
+	"fmt"
 	"net"
+	"net/netip"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -62,4 +65,29 @@ func TestSourceOptions(t *testing.T) {
 			t.Errorf("SO_MARK = %#x, %v; want 0x2a", mark, gerr)
 		}
 	})
+}
+
+// TestCheckStringsNameUnsetBindAny checks that check descriptions (logs, shared-check keys) print
+// an unset bindto as "any", and a set one as its address.
+func TestCheckStringsNameUnsetBindAny(t *testing.T) {
+	addr := netip.MustParseAddrPort("192.0.2.1:53")
+	bind := netip.MustParseAddr("192.0.2.9")
+	for _, tc := range []struct {
+		name      string
+		unset, to fmt.Stringer
+	}{
+		{"udp", UDPCheck{Addr: addr}, UDPCheck{Addr: addr, BindTo: bind}},
+		{"dns", DNSCheck{Addr: addr}, DNSCheck{Addr: addr, BindTo: bind}},
+		{"ping", PingCheck{Addr: addr.Addr()}, PingCheck{Addr: addr.Addr(), BindTo: bind}},
+		{"smtp", SMTPCheck{Addr: addr}, SMTPCheck{Addr: addr, BindTo: bind}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if s := tc.unset.String(); !strings.Contains(s, "[any ") || strings.Contains(s, "invalid") {
+				t.Errorf("unset bindto: %q, want [any ...]", s)
+			}
+			if s := tc.to.String(); !strings.Contains(s, "[192.0.2.9 ") {
+				t.Errorf("bindto 192.0.2.9: %q", s)
+			}
+		})
+	}
 }

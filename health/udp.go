@@ -167,6 +167,6 @@ func (c UDPCheck) CheckTimeout() time.Duration {
 
 // String returns e.g. "UDP_CHECK 10.0.0.2:53".
 func (c UDPCheck) String() string {
-	return fmt.Sprintf("UDP_CHECK %s [%v %v %x %v %x/%x %d %d]", c.Addr, c.BindTo, c.CheckTimeout(), c.Payload,
+	return fmt.Sprintf("UDP_CHECK %s [%v %v %x %v %x/%x %d %d]", c.Addr, bindString(c.BindTo), c.CheckTimeout(), c.Payload,
 		c.RequireReply, c.ReplyPattern.Data, c.ReplyPattern.Mask, c.MinReplyLength, c.MaxReplyLength)
 }

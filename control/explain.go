@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sluice-lb/sluice/config"
 	"github.com/sluice-lb/sluice/director"
 )
 
@@ -68,13 +67,13 @@ func (s *State) Explain(protoName string, src, dst netip.AddrPort) (Explanation,
 	var why []string
 	key := director.ServiceKey{VIP: dst.Addr().Unmap(), Port: dst.Port(), Proto: proto}
 	if cfg != nil {
-		for _, vs := range cfg.VirtualServers {
-			p := director.TCP
-			if vs.Protocol == config.UDP {
-				p = director.UDP
+		// The virtual_server (or group entry) for this destination, else an all-ports one.
+		for _, k := range director.ConfiguredKeys(cfg) {
+			if k.FWMark != 0 || k.VIP != key.VIP || k.Proto != key.Proto {
+				continue
 			}
-			if vs.Addr == key.VIP && vs.Port == key.Port && p == key.Proto {
-				ex.Configured = key.String()
+			if k.Port == key.Port || (k.Port == 0 && ex.Configured == "") {
+				ex.Configured = k.String()
 			}
 		}
 		if in, ok := director.VRRPOwner(cfg, key.VIP); ok {
@@ -87,9 +86,15 @@ func (s *State) Explain(protoName string, src, dst netip.AddrPort) (Explanation,
 	}
 	installed := false
 	var svc director.Service
+	// The data path's choice: the exact service, else the VIP's all-ports one.
+	allPorts := key
+	allPorts.Port = 0
 	for _, sv := range snap.Services {
-		if sv.Key == key {
+		if sv.Key == key || (sv.Key == allPorts && !installed) {
 			installed, svc = true, sv
+		}
+		if sv.Key == key {
+			break
 		}
 	}
 	switch {

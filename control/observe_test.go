@@ -310,3 +310,68 @@ func TestExplainRoundTrip(t *testing.T) {
 		t.Errorf("rates call: %v, %+v", err, resp)
 	}
 }
+
+const explainGroupConf = `
+vrrp_instance VI_1 {
+    state BACKUP
+    interface eth0
+    virtual_router_id 51
+    priority 100
+    virtual_ipaddress {
+        10.0.0.100
+        10.0.0.101
+    }
+}
+virtual_server_group WEB {
+    10.0.0.100 80
+    10.0.0.101 80
+}
+virtual_server group WEB {
+    lb_algo rr
+    lb_kind DR
+    protocol TCP
+    real_server 10.0.0.7 80 {
+        weight 1
+    }
+}
+virtual_server 10.0.0.100 0 {
+    lb_algo rr
+    lb_kind DR
+    protocol TCP
+    persistence_timeout 60
+    real_server 10.0.0.8 0 {
+        weight 1
+    }
+}
+`
+
+// TestStateExplainGroupAndAllPorts checks that explain finds the virtual_server a destination
+// belongs to through a virtual_server_group entry, and through an all-ports (port 0) one.
+func TestStateExplainGroupAndAllPorts(t *testing.T) {
+	cfg, err := config.Parse("keepalived.conf", []byte(explainGroupConf))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := NewState(Status{}, &fakePlane{}, nil)
+	s.SetConfig(cfg)
+	s.VRRP(vrrp.Event{Instance: "VI_1", State: vrrp.Backup})
+	s.Applied(director.Snapshot{})
+	src := netip.MustParseAddrPort("192.0.2.5:40000")
+	for _, tc := range []struct {
+		dst  string
+		want string
+	}{
+		{"10.0.0.101:80", "TCP 10.0.0.101:80"},
+		{"10.0.0.100:80", "TCP 10.0.0.100:80"},
+		{"10.0.0.100:8080", "TCP 10.0.0.100:0"},
+		{"10.0.0.101:8080", ""},
+	} {
+		ex, err := s.Explain("tcp", src, netip.MustParseAddrPort(tc.dst))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ex.Configured != tc.want {
+			t.Errorf("%s: configured %q, want %q", tc.dst, ex.Configured, tc.want)
+		}
+	}
+}

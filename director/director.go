@@ -380,6 +380,20 @@ func served(cfg *config.Config) *config.Config {
 	return &c
 }
 
+// ConfiguredKeys are the services cfg configures, in file order: every virtual_server's address,
+// port and protocol or firewall mark, and every entry of the virtual_server_groups they name.
+func ConfiguredKeys(cfg *config.Config) []ServiceKey {
+	if cfg == nil {
+		return nil
+	}
+	c := served(cfg)
+	var keys []ServiceKey
+	for _, vs := range c.VirtualServers {
+		keys = append(keys, serviceKeys(c, vs)...)
+	}
+	return keys
+}
+
 // serviceKeys are the services virtual server vs of cfg is served as: its address, port and
 // protocol; its firewall mark; or, for a group, every address and port and every mark of its
 // virtual_server_group.

@@ -216,26 +216,29 @@ func planBackends(name string, o, n Service, oldChecks, newChecks map[string][]s
 	return out
 }
 
-// checksByTarget describes each real server's health checks, with their timing, by target ID.
+// checksByTarget describes each real server's health checks, with their timing, by the target
+// ID of every service it serves (TargetIDOf): a group's real servers under each of its entries.
 func checksByTarget(cfg *config.Config) map[string][]string {
 	m := map[string][]string{}
+	cfg = served(cfg) // group and fwmark services too
 	for _, vs := range cfg.VirtualServers {
+		keys := serviceKeys(cfg, vs)
 		for _, rs := range vs.RealServers {
-			id := TargetID(vs, rs)
-			cs, err := checkersOf(cfg, rs)
-			if err != nil {
-				m[id] = []string{"invalid: " + err.Error()}
-				continue
-			}
 			var out []string
-			for _, c := range cs {
-				out = append(out, c.String())
+			if cs, err := checkersOf(cfg, rs); err != nil {
+				out = []string{"invalid: " + err.Error()}
+			} else {
+				for _, c := range cs {
+					out = append(out, c.String())
+				}
+				if len(rs.Checkers) > 0 {
+					c := rs.Checkers[0]
+					out = append(out, fmt.Sprintf("every %v, retry %d after %v", c.DelayLoop, c.Retry, c.DelayBeforeRetry))
+				}
 			}
-			if len(rs.Checkers) > 0 {
-				c := rs.Checkers[0]
-				out = append(out, fmt.Sprintf("every %v, retry %d after %v", c.DelayLoop, c.Retry, c.DelayBeforeRetry))
+			for _, k := range keys {
+				m[TargetIDOf(k, netip.AddrPortFrom(rs.Addr, rs.Port))] = out
 			}
-			m[id] = out
 		}
 	}
 	return m

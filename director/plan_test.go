@@ -3,6 +3,7 @@ package director
 import (
 	"fmt"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -111,5 +112,39 @@ func TestMovingFlows(t *testing.T) {
 	}
 	if diff := cmp.Diff(FlowShare{Moving: 15, Total: 45}, MovingFlows(next, conns)); diff != "" {
 		t.Errorf("MovingFlows (-want +got):\n%s", diff)
+	}
+}
+
+// TestPlanGroupChecks checks that plan reports a changed health check of a real server of a
+// virtual_server_group service, as of any other.
+func TestPlanGroupChecks(t *testing.T) {
+	conf := func(port int) string {
+		return fmt.Sprintf(`
+virtual_server_group WEB {
+  192.0.2.10 80
+  192.0.2.11 80
+}
+virtual_server group WEB {
+  lb_algo rr
+  lb_kind DR
+  protocol TCP
+  real_server 10.0.0.1 80 {
+    TCP_CHECK { connect_port %d }
+  }
+}
+`, port)
+	}
+	got := Plan(parse(t, conf(80)), parse(t, conf(8080)))
+	var services []string
+	for _, c := range got {
+		services = append(services, c.Service)
+		if c.Op != "~" || c.RealServer != "10.0.0.1:80" || !strings.Contains(c.Detail, "checks TCP_CHECK 10.0.0.1:80;") ||
+			!strings.Contains(c.Detail, "-> TCP_CHECK 10.0.0.1:8080;") {
+			t.Errorf("plan of a group's changed check: %v", c)
+		}
+	}
+	// The real server serves both entries of the group.
+	if diff := cmp.Diff([]string{"TCP 192.0.2.10:80", "TCP 192.0.2.11:80"}, services); diff != "" {
+		t.Errorf("services whose real server's check changes (-want +got):\n%s", diff)
 	}
 }

@@ -286,18 +286,31 @@ func (d *Decap) pump(c *net.IPConn, tun *os.File) {
 }
 
 // kernelTunnels creates the kernel's ipip and ip6tnl endpoints for any remote in ns, or
-// returns an error when the kernel lacks them.
+// returns an error when the kernel lacks them. Where the ipip or ip6_tunnel module was loaded
+// before ns was made, ns already has its fallback device (tunl0, ip6tnl0), which takes the
+// tunnelled packets no other device claims and makes an endpoint of the same parameters be
+// refused as existing: that device is used instead.
 func kernelTunnels(ns *netns.NS) error {
-	for _, args := range [][]string{
-		{"link", "add", "ipip0", "type", "ipip", "remote", "any"},
-		{"link", "add", "rs6tnl", "type", "ip6tnl", "mode", "ip6ip6", "remote", "::"},
+	var devs []string
+	for _, t := range []struct {
+		name, fallback string
+		args           []string
+	}{
+		{"ipip0", "tunl0", []string{"link", "add", "ipip0", "type", "ipip", "remote", "any"}},
+		{"rs6tnl", "ip6tnl0", []string{"link", "add", "rs6tnl", "type", "ip6tnl", "mode", "ip6ip6", "remote", "::"}},
 	} {
-		if out, err := ns.Command("ip", args...).CombinedOutput(); err != nil {
-			ns.Command("ip", "link", "del", "ipip0").Run() // half a kernel endpoint would eat IPIP
-			return fmt.Errorf("ip %s: %w: %s", strings.Join(args, " "), err, out)
+		out, err := ns.Command("ip", t.args...).CombinedOutput()
+		if err != nil && ns.Command("ip", "link", "show", t.fallback).Run() == nil {
+			devs = append(devs, t.fallback)
+			continue
 		}
+		if err != nil {
+			ns.Command("ip", "link", "del", "ipip0").Run() // half a kernel endpoint would eat IPIP
+			return fmt.Errorf("ip %s: %w: %s", strings.Join(t.args, " "), err, out)
+		}
+		devs = append(devs, t.name)
 	}
-	for _, dev := range []string{"ipip0", "rs6tnl"} {
+	for _, dev := range devs {
 		if err := ns.LinkUp(dev); err != nil {
 			return err
 		}

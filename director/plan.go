@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/sluice-lb/sluice/config"
+	"github.com/sluice-lb/sluice/vrrp"
 )
 
 // Change is one difference a reload from one configuration to another would make.
@@ -108,8 +109,14 @@ func planVRRP(old, next *config.Config) []Change {
 		if a, b := prefixes(o.VirtualAddresses), prefixes(n.VirtualAddresses); a != b {
 			d = append(d, fmt.Sprintf("vips %s -> %s", a, b))
 		}
+		// The priority and the addresses change in place (vrrpGroup.inPlace); anything else,
+		// the owner's priority 255 or another address family restarts the instance.
 		was.Instance.Priority, now.Instance.Priority = 0, 0
-		if !sameSpec(was, now) {
+		was.Instance.VirtualAddresses, was.Instance.VIPs, was.Instance.ExcludedVIPs = n.VirtualAddresses, n.VIPs, n.ExcludedVIPs
+		owner := o.Priority != n.Priority && (o.Priority == vrrp.PriorityOwner || n.Priority == vrrp.PriorityOwner)
+		family := len(o.VirtualAddresses) > 0 && len(n.VirtualAddresses) > 0 &&
+			o.VirtualAddresses[0].Addr().Is4() != n.VirtualAddresses[0].Addr().Is4()
+		if !sameSpec(was, now) || owner || family {
 			d = append(d, "settings changed: the instance restarts (sends priority 0, then runs again)")
 		}
 		out = append(out, Change{Op: "~", Service: name, Detail: strings.Join(d, ", ")})

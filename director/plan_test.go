@@ -86,12 +86,17 @@ func TestPlanVRRP(t *testing.T) {
 		return fmt.Sprintf("vrrp_instance %s {\ninterface eth0\nvirtual_router_id %d\npriority %d\n%s\nvirtual_ipaddress {\n%s\n}\n}\n",
 			name, vrid, prio, extra, vip)
 	}
-	old := inst("VI_1", 1, 100, "192.0.2.1", "") + inst("VI_2", 2, 100, "192.0.2.2", "") + inst("VI_3", 3, 100, "192.0.2.3", "")
-	next := inst("VI_1", 1, 150, "192.0.2.1", "") + inst("VI_2", 2, 100, "192.0.2.2", "advert_int 2") + inst("VI_4", 4, 90, "192.0.2.4", "")
+	old := inst("VI_1", 1, 100, "192.0.2.1", "") + inst("VI_2", 2, 100, "192.0.2.2", "") + inst("VI_3", 3, 100, "192.0.2.3", "") +
+		inst("VI_5", 5, 100, "192.0.2.5", "") + inst("VI_6", 6, 100, "192.0.2.6", "") + inst("VI_7", 7, 100, "192.0.2.7", "")
+	next := inst("VI_1", 1, 150, "192.0.2.1", "") + inst("VI_2", 2, 100, "192.0.2.2", "advert_int 2") + inst("VI_4", 4, 90, "192.0.2.4", "") +
+		inst("VI_5", 5, 100, "192.0.2.5\n192.0.2.55", "") + inst("VI_6", 6, 100, "2001:db8::6", "") + inst("VI_7", 7, 255, "192.0.2.7", "")
 	want := []Change{
 		{Op: "~", Service: "vrrp_instance VI_1", Detail: "priority 100 -> 150"},
 		{Op: "~", Service: "vrrp_instance VI_2", Detail: "settings changed: the instance restarts (sends priority 0, then runs again)"},
 		{Op: "+", Service: "vrrp_instance VI_4", Detail: "eth0 vrid 4 priority 90, vips [192.0.2.4/32]"},
+		{Op: "~", Service: "vrrp_instance VI_5", Detail: "vips [192.0.2.5/32] -> [192.0.2.5/32 192.0.2.55/32]"},
+		{Op: "~", Service: "vrrp_instance VI_6", Detail: "vips [192.0.2.6/32] -> [2001:db8::6/128], settings changed: the instance restarts (sends priority 0, then runs again)"},
+		{Op: "~", Service: "vrrp_instance VI_7", Detail: "priority 100 -> 255, settings changed: the instance restarts (sends priority 0, then runs again)"},
 		{Op: "-", Service: "vrrp_instance VI_3", Detail: "stops: sends priority 0 and releases its VIPs"},
 	}
 	if diff := cmp.Diff(want, Plan(parse(t, old), parse(t, next))); diff != "" {

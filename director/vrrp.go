@@ -372,7 +372,7 @@ func (g *vrrpGroup) reload(next *config.Config) (stopped []string) {
 		if keep && sameSpec(m.spec, spec) {
 			continue
 		}
-		if keep && g.setPriority(name, m, spec) {
+		if keep && g.inPlace(name, m, spec) {
 			continue
 		}
 		if keep {
@@ -415,25 +415,52 @@ type prioritySetter interface {
 	SetPriority(uint8) error
 }
 
-// setPriority applies a reload that changes only an instance's priority in place, as
-// keepalived does, so the instance keeps its state and adverts: neither priority may be the
-// owner's 255, whose rules differ. It reports whether it did.
-func (g *vrrpGroup) setPriority(name string, m *vrrpMember, spec vrrpSpec) bool {
-	old, next := m.spec.Instance.Priority, spec.Instance.Priority
+// vipSetter is the part of *vrrp.Instance that changes its virtual addresses in place.
+type vipSetter interface {
+	SetVIPs(vips, excluded []netip.Prefix, opts map[netip.Addr]vrrp.VIPOptions) error
+}
+
+// inPlace applies a reload that changes only an instance's priority and virtual addresses in
+// place, as keepalived does, so the instance keeps its state and adverts: neither priority may
+// be the owner's 255, whose rules differ, and the addresses keep their family. It reports
+// whether it did; when it did not, the caller restarts the instance.
+func (g *vrrpGroup) inPlace(name string, m *vrrpMember, spec vrrpSpec) bool {
+	old, next := m.spec.Instance, spec.Instance
+	rest := spec
+	rest.Instance.Priority = old.Priority
+	rest.Instance.VirtualAddresses, rest.Instance.VIPs, rest.Instance.ExcludedVIPs = old.VirtualAddresses, old.VIPs, old.ExcludedVIPs
+	if !sameSpec(m.spec, rest) {
+		return false
+	}
+	prioOnly := m.spec
+	prioOnly.Instance.Priority = next.Priority
+	if !sameSpec(prioOnly, spec) {
+		// The addresses changed.
+		vs, ok := m.in.(vipSetter)
+		if !ok {
+			return false
+		}
+		c := VRRPConfig(next, g.log)
+		if err := vs.SetVIPs(c.VIPs, c.ExcludedVIPs, c.VIPOptions); err != nil {
+			g.log.Warn("vrrp_instance virtual addresses not changed in place: restarting it", "vrrp_instance", name, "err", err)
+			return false
+		}
+		g.log.Info("vrrp_instance virtual addresses changed in place", "vrrp_instance", name, "vips", c.VIPs)
+		m.spec.Instance.VirtualAddresses, m.spec.Instance.VIPs, m.spec.Instance.ExcludedVIPs = next.VirtualAddresses, next.VIPs, next.ExcludedVIPs
+	}
+	if old.Priority == next.Priority {
+		m.spec = spec
+		return true
+	}
 	ps, ok := m.in.(prioritySetter)
-	if !ok || old == next || old == vrrp.PriorityOwner || next == vrrp.PriorityOwner || next < 1 || next > 254 {
+	if !ok || old.Priority == vrrp.PriorityOwner || next.Priority == vrrp.PriorityOwner || next.Priority < 1 || next.Priority > 254 {
 		return false
 	}
-	same := spec
-	same.Instance.Priority = old
-	if !sameSpec(m.spec, same) {
-		return false
-	}
-	if err := ps.SetPriority(uint8(next)); err != nil {
+	if err := ps.SetPriority(uint8(next.Priority)); err != nil {
 		g.log.Warn("vrrp_instance priority not changed in place: restarting it", "vrrp_instance", name, "err", err)
 		return false
 	}
-	g.log.Info("vrrp_instance priority changed in place", "vrrp_instance", name, "from", old, "to", next)
+	g.log.Info("vrrp_instance priority changed in place", "vrrp_instance", name, "from", old.Priority, "to", next.Priority)
 	m.spec = spec
 	return true
 }

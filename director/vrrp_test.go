@@ -252,13 +252,29 @@ func TestVRRPConfigForResolvesTracking(t *testing.T) {
 	}
 }
 
-// settableVRRP is a scriptedVRRP whose priority can change in place, as *vrrp.Instance's can.
+// settableVRRP is a scriptedVRRP whose priority and virtual addresses can change in place, as
+// *vrrp.Instance's can.
 type settableVRRP struct {
 	*scriptedVRRP
 	prio atomic.Int32
+	mu   sync.Mutex
+	vips []netip.Prefix
 }
 
 func (s *settableVRRP) SetPriority(p uint8) error { s.prio.Store(int32(p)); return nil }
+
+func (s *settableVRRP) SetVIPs(vips, _ []netip.Prefix, _ map[netip.Addr]vrrp.VIPOptions) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.vips = slices.Clone(vips)
+	return nil
+}
+
+func (s *settableVRRP) setVIPs() []netip.Prefix {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.vips)
+}
 
 func TestVRRPReloadChangesPriorityInPlace(t *testing.T) {
 	_, rs1 := listen(t)
@@ -292,16 +308,29 @@ func TestVRRPReloadChangesPriorityInPlace(t *testing.T) {
 		t.Errorf("a priority-only change restarted the instance (made %d)", count())
 	}
 
-	// A VIP changes too: restart.
+	// The VIPs change too: set in place as well, as keepalived does.
 	again := next
 	again.VRRPInstances = slices.Clone(next.VRRPInstances)
 	again.VRRPInstances[0].Priority = 130
-	again.VRRPInstances[0].VirtualAddresses = []netip.Prefix{netip.MustParsePrefix("192.0.2.11/32")}
+	vips := []netip.Prefix{netip.MustParsePrefix("192.0.2.11/32")}
+	again.VRRPInstances[0].VirtualAddresses = vips
 	reload <- &again
-	if !eventually(5*time.Second, func() bool { return count() == 2 }) {
-		t.Fatal("a VIP change did not restart the instance")
+	if !eventually(5*time.Second, func() bool { return first.prio.Load() == 130 && slices.Equal(first.setVIPs(), vips) }) {
+		t.Fatalf("priority %d, VIPs %v; want 130 and %v set in place", first.prio.Load(), first.setVIPs(), vips)
 	}
-	if !first.stopped.Load() || first.prio.Load() != 120 {
-		t.Errorf("old instance stopped %v, priority %d; want stopped with 120", first.stopped.Load(), first.prio.Load())
+	if count() != 1 || first.stopped.Load() {
+		t.Errorf("a VIP change restarted the instance (made %d)", count())
+	}
+
+	// Anything else changes (advert_int): restart.
+	third := again
+	third.VRRPInstances = slices.Clone(again.VRRPInstances)
+	third.VRRPInstances[0].AdvertInt = 3 * time.Second
+	reload <- &third
+	if !eventually(5*time.Second, func() bool { return count() == 2 }) {
+		t.Fatal("an advert_int change did not restart the instance")
+	}
+	if !first.stopped.Load() || first.prio.Load() != 130 {
+		t.Errorf("old instance stopped %v, priority %d; want stopped with 130", first.stopped.Load(), first.prio.Load())
 	}
 }

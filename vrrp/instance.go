@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -220,8 +221,12 @@ type Instance struct {
 	group  netip.Addr   // multicast group; unset with unicast peers
 	vips   []netip.Addr // in adverts
 	places []vip        // VIPs then ExcludedVIPs, where they go and are announced
-	auth   [AuthDataLen]byte
-	events chan Event
+	// vipName is the VIPs' interface (Interface, or the VMAC); anns the announcers opened, by
+	// interface and family, reused by SetVIPs.
+	vipName string
+	anns    map[annKey]Announcer
+	auth    [AuthDataLen]byte
+	events  chan Event
 	// linkUpdates follows the interface; nil with an injected Netlink seam.
 	linkUpdates chan netlink.LinkUpdate
 
@@ -239,9 +244,10 @@ type Instance struct {
 	syncSeen    uint64      // the sync group order last acted on
 	syncForcing bool        // the current transition is the sync group's order
 
-	// setPrio carries SetPriority's new configured priority to Run; finished closes when Run
-	// returns.
+	// setPrio carries SetPriority's new configured priority to Run, setVIPs SetVIPs' addresses;
+	// finished closes when Run returns.
 	setPrio  chan uint8
+	setVIPs  chan vipChange
 	finished chan struct{}
 	isOwner  bool // configured with 255, which SetPriority never changes
 
@@ -259,7 +265,8 @@ func New(cfg Config) (*Instance, error) {
 	}
 	in := &Instance{cfg: cfg, clock: cfg.Clock, conn: cfg.Conn, ann: cfg.Announcer, nl: cfg.Netlink,
 		log: cfg.Logger, events: make(chan Event, 16), prio: cfg.Priority,
-		setPrio: make(chan uint8), finished: make(chan struct{}), isOwner: cfg.Priority == PriorityOwner}
+		setPrio: make(chan uint8), setVIPs: make(chan vipChange), finished: make(chan struct{}),
+		isOwner: cfg.Priority == PriorityOwner}
 	if in.log == nil {
 		in.log = slog.New(slog.DiscardHandler)
 	}
@@ -373,36 +380,40 @@ func (in *Instance) open(v4 bool) error {
 		in.ann = a
 	}
 	in.closers = append(in.closers, in.ann)
-	return in.placeVIPs(v4, vipName)
+	in.vipName, in.anns = vipName, map[annKey]Announcer{{vipName, v4}: in.ann}
+	in.places, err = in.placeVIPs(in.cfg.VIPs, in.cfg.ExcludedVIPs, in.cfg.VIPOptions)
+	return err
+}
+
+// annKey names an announcer: its interface and family.
+type annKey struct {
+	dev string
+	v4  bool
 }
 
 // placeVIPs resolves where each virtual address goes (its dev, else the VIP interface) and
 // what announces it there: the instance's Announcer on the VIP interface, else one opened for
-// that interface and family. An injected Announcer announces every address; nothing is
-// announced on a loopback interface.
-func (in *Instance) placeVIPs(v4 bool, vipName string) error {
-	type key struct {
-		dev string
-		v4  bool
-	}
-	anns := map[key]Announcer{{vipName, v4}: in.ann}
-	for _, p := range append(slices.Clone(in.cfg.VIPs), in.cfg.ExcludedVIPs...) {
-		o := in.cfg.VIPOptions[p.Addr()]
+// that interface and family (kept in in.anns). An injected Announcer announces every address;
+// nothing is announced on a loopback interface.
+func (in *Instance) placeVIPs(vips, excluded []netip.Prefix, opts map[netip.Addr]VIPOptions) ([]vip, error) {
+	var places []vip
+	for _, p := range append(slices.Clone(vips), excluded...) {
+		o := opts[p.Addr()]
 		v := vip{prefix: p, opts: o, link: in.vipIf}
-		dev := vipName
-		if o.Dev != "" && o.Dev != vipName {
+		dev := in.vipName
+		if o.Dev != "" && o.Dev != in.vipName {
 			l, err := in.nl.LinkByName(o.Dev)
 			if err != nil {
-				return fmt.Errorf("virtual address %s: find dev %s: %w", p, o.Dev, err)
+				return nil, fmt.Errorf("virtual address %s: find dev %s: %w", p, o.Dev, err)
 			}
 			v.link, dev = l, o.Dev
 		}
-		switch k := (key{dev, p.Addr().Is4()}); {
+		switch k := (annKey{dev, p.Addr().Is4()}); {
 		case in.cfg.Announcer != nil:
 			v.ann = in.ann
 		case v.link.Attrs().Flags&net.FlagLoopback != 0:
-		case anns[k] != nil:
-			v.ann = anns[k]
+		case in.anns[k] != nil:
+			v.ann = in.anns[k]
 		default:
 			var src6 netip.Addr
 			if !k.v4 {
@@ -414,14 +425,14 @@ func (in *Instance) placeVIPs(v4 bool, vipName string) error {
 			}
 			a, err := NewAnnouncer(dev, k.v4, src6)
 			if err != nil {
-				return fmt.Errorf("virtual address %s: %w", p, err)
+				return nil, fmt.Errorf("virtual address %s: %w", p, err)
 			}
 			in.closers = append(in.closers, a)
-			anns[k], v.ann = a, a
+			in.anns[k], v.ann = a, a
 		}
-		in.places = append(in.places, v)
+		places = append(places, v)
 	}
-	return nil
+	return places, nil
 }
 
 type closerFunc func() error
@@ -637,6 +648,82 @@ func (in *Instance) SetPriority(p uint8) error {
 	return fmt.Errorf("vrrp instance %s: %w", in.cfg.Name, ErrNotRunning)
 }
 
+// vipChange is a SetVIPs request, answered on done.
+type vipChange struct {
+	vips, excluded []netip.Prefix
+	opts           map[netip.Addr]VIPOptions
+	done           chan error
+}
+
+// SetVIPs replaces the virtual addresses (virtual_ipaddress, virtual_ipaddress_excluded and
+// their options) of a running instance in place, as keepalived applies a reload that changes
+// them: the state is kept; a MASTER removes the addresses that went, adds and announces the new
+// ones and sends an advert with the new list at once. The family may not change.
+func (in *Instance) SetVIPs(vips, excluded []netip.Prefix, opts map[netip.Addr]VIPOptions) error {
+	c := vipChange{vips: slices.Clone(vips), excluded: slices.Clone(excluded), opts: maps.Clone(opts), done: make(chan error, 1)}
+	t := time.NewTimer(setPriorityTimeout)
+	defer t.Stop()
+	select {
+	case in.setVIPs <- c:
+		return <-c.done
+	case <-in.finished:
+	case <-t.C:
+	}
+	return fmt.Errorf("vrrp instance %s: %w", in.cfg.Name, ErrNotRunning)
+}
+
+// changeVIPs carries out SetVIPs in Run's goroutine.
+func (in *Instance) changeVIPs(c vipChange) error {
+	next := in.cfg
+	next.VIPs, next.ExcludedVIPs, next.VIPOptions = c.vips, c.excluded, c.opts
+	if err := validate(&next); err != nil {
+		return fmt.Errorf("vrrp instance %s: %w", in.cfg.Name, err)
+	}
+	if next.VIPs[0].Addr().Is4() != in.cfg.VIPs[0].Addr().Is4() {
+		return fmt.Errorf("vrrp instance %s: virtual addresses change family: restart it", in.cfg.Name)
+	}
+	places, err := in.placeVIPs(next.VIPs, next.ExcludedVIPs, next.VIPOptions)
+	if err != nil {
+		return fmt.Errorf("vrrp instance %s: %w", in.cfg.Name, err)
+	}
+	old := in.places
+	in.cfg.VIPs, in.cfg.ExcludedVIPs, in.cfg.VIPOptions = next.VIPs, next.ExcludedVIPs, next.VIPOptions
+	in.places = places
+	in.vips = in.vips[:0:0]
+	for _, p := range next.VIPs {
+		in.vips = append(in.vips, p.Addr())
+	}
+	in.log.Info("vrrp virtual addresses changed in place", "instance", in.cfg.Name, "vips", in.cfg.VIPs)
+	if in.fsm.State() != Master {
+		return nil
+	}
+	gone, added := diffPlaces(old, places), diffPlaces(places, old)
+	in.fail(delVIPs(in.nl, gone))
+	in.fail(addVIPs(in.nl, added))
+	in.send(in.fsm.Priority())
+	for range in.cfg.GARPMasterRepeat {
+		for _, v := range added {
+			if v.ann != nil {
+				in.fail(v.ann.Announce(v.prefix.Addr()))
+			}
+		}
+	}
+	return nil
+}
+
+// diffPlaces returns the addresses of a that b does not place the same way.
+func diffPlaces(a, b []vip) []vip {
+	var out []vip
+	for _, v := range a {
+		if !slices.ContainsFunc(b, func(w vip) bool {
+			return w.prefix == v.prefix && w.opts == v.opts && w.link.Attrs().Name == v.link.Attrs().Name
+		}) {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
 // Priority returns the effective priority: the configured one changed by tracking.
 func (in *Instance) Priority() uint8 {
 	in.mu.Lock()
@@ -758,6 +845,8 @@ func (in *Instance) Run(ctx context.Context) error {
 		case <-wake:
 			now = in.clock.Now()
 			in.syncWake(ctx, now)
+		case c := <-in.setVIPs:
+			c.done <- in.changeVIPs(c)
 		case p := <-in.setPrio:
 			in.log.Info("vrrp configured priority changed", "instance", in.cfg.Name, "from", in.cfg.Priority, "to", p)
 			in.cfg.Priority = p

@@ -152,15 +152,16 @@ func TestVRRPTrackScriptAndReload(t *testing.T) {
 	})
 	vi2 := fmt.Sprintf("vrrp_instance VI_2 {\n    interface %s\n    virtual_router_id 52\n    version 3\n"+
 		"    priority 100\n    advert_int 0.2\n    virtual_ipaddress {\n        10.111.0.222/32\n    }\n}\n", lab.Iface)
-	reload := func(conf string) {
+	reloadOn := func(d *vrrpDirector, conf string) {
 		t.Helper()
-		if err := writeAtomic(ds[0].conf, []byte(conf)); err != nil {
+		if err := writeAtomic(d.conf, []byte(conf)); err != nil {
 			t.Fatal(err)
 		}
-		if err := ds[0].proc.Cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		if err := d.proc.Cmd.Process.Signal(syscall.SIGHUP); err != nil {
 			t.Fatal(err)
 		}
 	}
+	reload := func(conf string) { t.Helper(); reloadOn(ds[0], conf) }
 	reload(confA + vi2)
 	ds[0].waitTrackInstance(t, "VI_2", "added by reload", 5*time.Second, func(v control.VRRPInstance) bool {
 		return v.State == "MASTER" // alone on VRID 52
@@ -186,6 +187,34 @@ func TestVRRPTrackScriptAndReload(t *testing.T) {
 		t.Errorf("VI_1 after removing VI_2: %+v, want MASTER since %v", v, before.Since)
 	}
 	serve("after removing VI_2")
+
+	// Both directors reload with a second address in VI_1: it changes in place, as with
+	// keepalived (no transition, no handover), and the MASTER adds it.
+	const extra = "10.111.0.223"
+	withExtra := func(conf string) string {
+		line := fmt.Sprintf("        %s/32\n", lab.VIP)
+		return strings.Replace(conf, line, line+"        "+extra+"/32\n", 1)
+	}
+	reload(withExtra(confA))
+	reloadOn(ds[1], withExtra(l.KeepalivedConfVRRP(100)))
+	deadline = time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) && !holdsTrackAddr(t, ds[0].ns, extra) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !holdsTrackAddr(t, ds[0].ns, extra) {
+		t.Fatalf("the MASTER does not hold %s after the reload that added it to VI_1", extra)
+	}
+	time.Sleep(time.Second) // a restart would show as a transition within the master down interval
+	for i, d := range ds {
+		v, _ := d.trackInstance(t, "VI_1")
+		if want := []string{"MASTER", "BACKUP"}[i]; v.State != want || (i == 0 && !v.Since.Equal(before.Since)) {
+			t.Errorf("director %d's VI_1 after the address reload: %+v, want %s (director 0: since %v)", i, v, want, before.Since)
+		}
+	}
+	if holdsTrackAddr(t, ds[1].ns, extra) {
+		t.Errorf("the BACKUP holds %s", extra)
+	}
+	serve("after adding an address to VI_1")
 }
 
 // holdsTrackAddr reports whether addr is on the director's lab interface.

@@ -8,6 +8,7 @@ import (
 	"github.com/cilium/ebpf/asm"
 
 	"github.com/sluice-lb/sluice/director"
+	"github.com/sluice-lb/sluice/loader"
 	"github.com/sluice-lb/sluice/test/packets"
 )
 
@@ -59,9 +60,9 @@ func BenchmarkHot(b *testing.B) {
 		{name: "sluice/established-1", load: sluice, mode: genEstablished, flows: 1, warm: 2},
 		{name: "sluice/established-1k", load: sluice, mode: genEstablished, flows: 1000, warm: 2000},
 		{name: "sluice/established-64k", load: sluice, mode: genEstablished, flows: 65536, warm: 2 * 65536},
-		{name: "sluice/new-flow", load: sluice, mode: genNew, warm: 70000},
-		{name: "sluice/new-flow-ipv6", load: sluice, mode: genNew, v6: true, warm: 70000},
-		{name: "sluice/mixed-1k", load: sluice, mode: genMixed, flows: 1000, warm: 70000},
+		{name: "sluice/new-flow", load: sluice, mode: genNew, warm: loader.DefaultUnconfirmedTableSize + 70000},
+		{name: "sluice/new-flow-ipv6", load: sluice, mode: genNew, v6: true, warm: loader.DefaultUnconfirmedTableSize + 70000},
+		{name: "sluice/mixed-1k", load: sluice, mode: genMixed, flows: 1000, warm: 2*loader.DefaultUnconfirmedTableSize + 70000},
 		{name: "map/lookup-miss-lru-256k", load: mapOp(ebpf.LRUHash, 0, 262144, asm.FnMapLookupElem), mode: genNew},
 		{name: "map/insert-lru-64k-full", load: mapOp(ebpf.LRUHash, 0, 65536, asm.FnMapUpdateElem), mode: genNew, warm: 70000},
 		{name: "map/insert-lru-64k-full-no-common-lru", load: mapOp(ebpf.LRUHash, noCommonLRU, 65536, asm.FnMapUpdateElem), mode: genNew, warm: 70000},

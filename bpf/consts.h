@@ -3,16 +3,19 @@
 #define SLUICE_CONSTS_H
 
 /* Most virtual services the data path holds; service ids index per-service arrays. */
-#define MAX_SERVICES 1024
+#define MAX_SERVICES 4096
 /* Most real servers over all services; backend ids index per-backend arrays. */
-#define MAX_BACKENDS 4096
+#define MAX_BACKENDS 16384
 /* Selection-table slots: two per service so a new table is filled before the old one is freed. */
 #define SEL_SLOTS (2 * MAX_SERVICES)
 /* Default connection-table size; the loader may override it before loading. */
 #define FLOW_TABLE_SIZE 262144
-/* Default size of the table of unconfirmed flows (seen once, or only as SYNs): a SYN flood churns
- * this table and never the connection table. The loader may override it before loading. */
-#define UNCONFIRMED_TABLE_SIZE 65536
+/* Default number of flows the table of unconfirmed flows (seen once, or only as SYNs) holds: a
+ * SYN flood churns this table and never the connection table. The loader may override it before
+ * loading. The table has UNCONFIRMED_TABLE_SIZE / UNCONF_WAYS sets, a power of two. */
+#define UNCONFIRMED_TABLE_SIZE 262144
+/* Bit of unconf_set.backend: a FIN or RST was seen (FLOW_F_FIN of a flows entry). */
+#define UNCONF_FIN (1U << 31)
 /* Size of the persistence table: one template per (service, masked client address). */
 #define PERSIST_TABLE_SIZE 65536
 /* Most IPv6 extension headers walked before the transport header; more are passed. */

@@ -10,6 +10,7 @@
 #include "structs.h"
 #include "maps.h"
 #include "hash.h"
+#include "unconf.h"
 #include "parse.h"
 #include "rewrite.h"
 
@@ -143,12 +144,14 @@ static __always_inline int new_epoch(const struct flow_value *fv, __u64 now)
  * found in unconfirmed is promoted into flows by any packet but a bare SYN: a handshake's ACK, or
  * the second packet of a UDP flow. A spoofed source never sends that packet, so a flood fills
  * unconfirmed alone. A flow idle past its timeout counts as absent. *epoch is set when the packet
- * is the flow's first in a refresh epoch. */
+ * is the flow's first in a refresh epoch. ref is where the flow is, or would go, in unconfirmed. */
 static __always_inline struct backend_value *pinned(struct packet *pkt, const struct svc_conf *conf,
 						    __u32 svc_id, __u32 *be_id,
-						    enum flow_state *state, __u64 now, int *epoch)
+						    enum flow_state *state, __u64 now, int *epoch,
+						    struct unconf_ref *ref)
 {
 	struct flow_value *fv = bpf_map_lookup_elem(&flows, &pkt->flow);
+	struct flow_value uv;
 	struct backend_value *be;
 
 	*state = FLOW_NONE;
@@ -166,22 +169,25 @@ static __always_inline struct backend_value *pinned(struct packet *pkt, const st
 		}
 		*state = FLOW_STALE_CONFIRMED;
 	}
-	fv = bpf_map_lookup_elem(&unconfirmed, &pkt->flow);
-	if (!fv || expired(fv, pkt, conf, now))
+	unconf_find(&pkt->flow, ref);
+	if (ref->way < 0)
 		return NULL;
-	*be_id = fv->backend;
+	unconf_get(ref, &uv);
+	if (expired(&uv, pkt, conf, now))
+		return NULL;
+	*be_id = uv.backend;
 	be = usable(*be_id, svc_id);
 	if (!be)
 		return NULL;
-	*epoch = new_epoch(fv, now);
-	touch(fv, pkt, now);
+	*epoch = new_epoch(&uv, now);
+	touch(&uv, pkt, now);
 	if ((pkt->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) != TCP_FLAG_SYN) {
-		struct flow_value nv = {.backend = *be_id, .flags = fv->flags, .last_seen_ns = now};
-
-		if (bpf_map_update_elem(&flows, &pkt->flow, &nv, BPF_ANY) == 0) {
-			bpf_map_delete_elem(&unconfirmed, &pkt->flow);
+		if (bpf_map_update_elem(&flows, &pkt->flow, &uv, BPF_ANY) == 0) {
+			unconf_delete(ref);
 			remember_nat(pkt, be, *be_id, 1);
 		}
+	} else {
+		unconf_put(ref, NULL, &uv);
 	}
 	*state = FLOW_PINNED;
 	return be;
@@ -547,6 +553,7 @@ int xdp_lb(struct xdp_md *ctx)
 	struct persist_key pk = {};
 	struct backend_value *be;
 	struct flow_value fv = {};
+	struct unconf_ref ref = {};
 	enum lb_reason reason;
 	enum flow_state state;
 	__u32 be_id = 0;
@@ -581,11 +588,17 @@ int xdp_lb(struct xdp_md *ctx)
 		if (pkt.icmp_err != ICMP_ERR_TOO_BIG)
 			return verdict(PASS_NOT_L4, XDP_PASS);
 		pf = bpf_map_lookup_elem(&flows, &pkt.flow);
-		if (!pf)
-			pf = bpf_map_lookup_elem(&unconfirmed, &pkt.flow);
-		if (!pf)
-			return verdict(PASS_ICMP, XDP_PASS);
-		be_id = pf->backend;
+		if (pf) {
+			be_id = pf->backend;
+		} else {
+			struct unconf_ref ref;
+
+			unconf_find(&pkt.flow, &ref);
+			if (ref.way < 0)
+				return verdict(PASS_ICMP, XDP_PASS);
+			unconf_get(&ref, &fv);
+			be_id = fv.backend;
+		}
 		be = usable(be_id, svc.id);
 		if (!be)
 			return verdict(PASS_ICMP, XDP_PASS);
@@ -609,11 +622,11 @@ int xdp_lb(struct xdp_md *ctx)
 	conf = bpf_map_lookup_elem(&svc_confs, &svc.id);
 	if (!conf)
 		return verdict(DROP_TABLE_MISS, XDP_DROP);
-	now = bpf_ktime_get_ns();
+	now = bpf_ktime_get_coarse_ns();
 	if (conf->persist_ns)
 		persist_key_of(&pkt, conf, svc.id, &pk);
 
-	be = pinned(&pkt, conf, svc.id, &be_id, &state, now, &epoch);
+	be = pinned(&pkt, conf, svc.id, &be_id, &state, now, &epoch, &ref);
 	if (be) {
 		if (conf->persist_ns && epoch)
 			refresh_persist(&pk, be_id, now);
@@ -644,7 +657,7 @@ int xdp_lb(struct xdp_md *ctx)
 		if (state == FLOW_STALE_CONFIRMED)
 			bpf_map_update_elem(&flows, &pkt.flow, &fv, BPF_ANY);
 		else
-			bpf_map_update_elem(&unconfirmed, &pkt.flow, &fv, BPF_ANY);
+			unconf_insert(&ref, &pkt.flow, &fv);
 		remember_nat(&pkt, be, be_id, state == FLOW_STALE_CONFIRMED);
 		new_flow = 1;
 	}

@@ -24,11 +24,12 @@ struct {
 	__type(value, struct backend_value);
 } backends SEC(".maps");
 
-/* Template of a selection table (backend ids); BPF_F_INNER_MAP lets each service size its own. */
+/* Template of a selection table (backend ids); BPF_F_INNER_MAP lets each service size its own,
+ * BPF_F_MMAPABLE lets the loader fill a new table with one copy instead of a write per entry. */
 struct sel_table {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
-	__uint(map_flags, BPF_F_INNER_MAP);
+	__uint(map_flags, BPF_F_INNER_MAP | BPF_F_MMAPABLE);
 	__type(key, __u32);
 	__type(value, __u32);
 };
@@ -50,13 +51,18 @@ struct {
 	__type(value, struct flow_value);
 } flows SEC(".maps");
 
-/* Unconfirmed flows: pinned by their first packet until confirmed. A flood churns this LRU
- * alone; an entry lives until UNCONFIRMED_TABLE_SIZE newer unconfirmed flows have arrived. */
+/* Unconfirmed flows: pinned by their first packet until confirmed, in a set-associative table
+ * indexed by flow_hash() (unconf.h): finding a flow or making room for one reads one set, with
+ * no locks and no LRU lists, so a flood costs a cache line or two per packet. A flood churns this
+ * table alone; a new flow takes an empty way of its set or the one silent longest, so an entry
+ * lives until UNCONF_WAYS newer flows have hashed to its set. BPF_F_MMAPABLE aligns the sets to
+ * cache lines (the data area starts on a page). */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, UNCONFIRMED_TABLE_SIZE);
-	__type(key, struct flow_key);
-	__type(value, struct flow_value);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, UNCONFIRMED_TABLE_SIZE / UNCONF_WAYS);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, struct unconf_set);
 } unconfirmed SEC(".maps");
 
 /* Reverse translations of confirmed NAT flows, promoted with them. */

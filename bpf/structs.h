@@ -94,8 +94,29 @@ struct flow_value {
 	__u32 backend;
 	/* enum flow_flags. */
 	__u32 flags;
-	/* bpf_ktime_get_ns of the last packet. */
+	/* bpf_ktime_get_coarse_ns (CLOCK_MONOTONIC_COARSE) of the last packet. */
 	__u64 last_seen_ns;
+};
+
+/* Ways per set of the unconfirmed table. */
+#define UNCONF_WAYS 4
+
+/* One set of the unconfirmed table: the flows whose hash selects the set, in UNCONF_WAYS ways.
+ * 256 bytes, four cache lines; a lookup reads the first (check, backend, stamps) and compares a
+ * key only where the check word matches. Other CPUs may write a way while it is read: a way
+ * counts only while its check word agrees with its key's hash and its backend word, so a torn
+ * mix of two flows is not taken for either. */
+struct unconf_set {
+	/* unconf_check() of the way's flow and backend word; 0: empty. */
+	__u32 check[UNCONF_WAYS];
+	/* Backend id, ORed with UNCONF_FIN once a FIN or RST was seen. */
+	__u32 backend[UNCONF_WAYS];
+	/* bpf_ktime_get_coarse_ns of the flow's last packet. */
+	__u64 last_seen_ns[UNCONF_WAYS];
+	/* The flows' 5-tuples. */
+	struct flow_key key[UNCONF_WAYS];
+	/* Unused, zero: rounds the set up to 256 bytes. */
+	__u8 pad[32];
 };
 
 /* Value of svc_conf: a service's settings beyond its selection table, by service id. */

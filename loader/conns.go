@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
-	"golang.org/x/sys/unix"
 
 	"github.com/sluice-lb/sluice/director"
 	"github.com/sluice-lb/sluice/sched"
@@ -91,15 +90,6 @@ func classify(proto uint8, confirmed bool, flags uint32, age uint64, conf lbSvcC
 	return within(conf.IdleNs), false
 }
 
-// ktimeNow is bpf_ktime_get_ns's clock.
-func ktimeNow() (uint64, error) {
-	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
-		return 0, fmt.Errorf("read monotonic clock: %w", err)
-	}
-	return uint64(ts.Nano()), nil
-}
-
 // owner is what a flow pinned to a backend id must match to count for it.
 type owner struct {
 	key  director.ServiceKey
@@ -143,20 +133,20 @@ func (l *Loader) walkFlows(owners map[uint32]owner) (map[uint32]FlowCount, error
 	if err != nil {
 		return nil, err
 	}
-	if err := countFlows(l.objs.Flows, true, now, owners, counts); err != nil {
+	if err := countFlows(eachFlow(l.objs.Flows), true, now, owners, counts); err != nil {
 		return nil, fmt.Errorf("count flows: %w", err)
 	}
-	if err := countFlows(l.objs.Unconfirmed, false, now, owners, counts); err != nil {
+	if err := countFlows(eachUnconfirmed(l.objs.Unconfirmed), false, now, owners, counts); err != nil {
 		return nil, fmt.Errorf("count unconfirmed flows: %w", err)
 	}
 	return counts, nil
 }
 
-// countFlows adds the entries of m to counts. A flow counts for its backend only if it is a flow
-// of that backend's service (a recycled backend id may still be named by flows of an old one).
-// It reads at most twice the map's size, in batches where the kernel supports them.
-func countFlows(m *ebpf.Map, confirmed bool, now uint64, owners map[uint32]owner, counts map[uint32]FlowCount) error {
-	add := func(k *lbFlowKey, v *lbFlowValue) {
+// countFlows adds the flows each yields to counts. A flow counts for its backend only if it is a
+// flow of that backend's service (a recycled backend id may still be named by flows of an old
+// one).
+func countFlows(each func(func(*lbFlowKey, *lbFlowValue)) error, confirmed bool, now uint64, owners map[uint32]owner, counts map[uint32]FlowCount) error {
+	return each(func(k *lbFlowKey, v *lbFlowValue) {
 		o, ok := owners[v.Backend]
 		if !ok || !flowOf(k, o.key) {
 			return
@@ -179,29 +169,36 @@ func countFlows(m *ebpf.Map, confirmed bool, now uint64, owners map[uint32]owner
 			}
 		}
 		counts[v.Backend] = c
-	}
-	limit := 2 * int(m.MaxEntries())
-	keys := make([]lbFlowKey, connBatch)
-	vals := make([]lbFlowValue, connBatch)
-	var cursor ebpf.MapBatchCursor
-	for read := 0; read < limit; {
-		n, err := m.BatchLookup(&cursor, keys, vals, nil)
-		for i := range n {
-			add(&keys[i], &vals[i])
+	})
+}
+
+// eachFlow returns a walk over the entries of the flow hash table m. It reads at most twice the
+// map's size, in batches where the kernel supports them.
+func eachFlow(m *ebpf.Map) func(func(*lbFlowKey, *lbFlowValue)) error {
+	return func(add func(*lbFlowKey, *lbFlowValue)) error {
+		limit := 2 * int(m.MaxEntries())
+		keys := make([]lbFlowKey, connBatch)
+		vals := make([]lbFlowValue, connBatch)
+		var cursor ebpf.MapBatchCursor
+		for read := 0; read < limit; {
+			n, err := m.BatchLookup(&cursor, keys, vals, nil)
+			for i := range n {
+				add(&keys[i], &vals[i])
+			}
+			read += n
+			switch {
+			case errors.Is(err, ebpf.ErrKeyNotExist):
+				return nil
+			case errors.Is(err, ebpf.ErrNotSupported) && read == 0:
+				return iterateFlows(m, limit, add)
+			case err != nil:
+				return err
+			case n == 0:
+				return nil
+			}
 		}
-		read += n
-		switch {
-		case errors.Is(err, ebpf.ErrKeyNotExist):
-			return nil
-		case errors.Is(err, ebpf.ErrNotSupported) && read == 0:
-			return iterateFlows(m, limit, add)
-		case err != nil:
-			return err
-		case n == 0:
-			return nil
-		}
+		return nil
 	}
-	return nil
 }
 
 // iterateFlows is countFlows for kernels without batch lookups.

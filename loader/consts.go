@@ -5,16 +5,26 @@ import "fmt"
 // Limits and flags mirrored from bpf/consts.h; consts_test.go checks that they agree.
 const (
 	// maxServices is MAX_SERVICES: service ids are below it.
-	maxServices = 1024
+	maxServices = 4096
 	// maxBackends is MAX_BACKENDS: backend ids are below it.
-	maxBackends = 4096
+	maxBackends = 16384
 	// selSlots is SEL_SLOTS: outer slots of sel_tables.
 	selSlots = 2 * maxServices
+	// DefaultMaxServices is MAX_SERVICES, the most virtual services the data path holds when
+	// Options leaves MaxServices 0.
+	DefaultMaxServices = maxServices
+	// DefaultMaxBackends is MAX_BACKENDS, the most real servers over all services when Options
+	// leaves MaxBackends 0.
+	DefaultMaxBackends = maxBackends
+	// MaxServicesLimit is the largest Options.MaxServices New accepts.
+	MaxServicesLimit = 1 << 20
+	// MaxBackendsLimit is the largest Options.MaxBackends New accepts.
+	MaxBackendsLimit = 1 << 24
 	// DefaultFlowTableSize is FLOW_TABLE_SIZE, the connection-table size when Options leaves it 0.
 	DefaultFlowTableSize = 262144
 	// DefaultUnconfirmedTableSize is UNCONFIRMED_TABLE_SIZE, the size of the table of flows not yet
 	// confirmed by a second packet, when Options leaves it 0.
-	DefaultUnconfirmedTableSize = 65536
+	DefaultUnconfirmedTableSize = 262144
 	// maxExtHdrs is MAX_EXT_HDRS: IPv6 packets with more extension headers are passed.
 	maxExtHdrs = 6
 	// hashSeed is LB_HASH_SEED, the seed of the source-address hash.

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
-	"golang.org/x/sys/unix"
 
 	"github.com/sluice-lb/sluice/director"
 )
@@ -75,21 +74,32 @@ func (l *Loader) Explain(proto director.Proto, src, dst netip.AddrPort) (directo
 		return director.Explanation{}, fmt.Errorf("explain: read settings of service id %d: %w", svc.Id, err)
 	}
 
-	now, err := monotonicNow()
+	now, err := ktimeNow()
 	if err != nil {
-		return director.Explanation{}, err
+		return director.Explanation{}, fmt.Errorf("explain: %w", err)
 	}
 	// pinned() in lb.bpf.c: the confirmed table first, then the unconfirmed one.
 	stale := false
-	for _, tbl := range []struct {
-		m    *ebpf.Map
-		name string
-	}{{l.objs.Flows, director.FlowConfirmed}, {l.objs.Unconfirmed, director.FlowUnconfirmed}} {
+	lookupFlows := func(k *lbFlowKey) (lbFlowValue, bool, error) {
 		var fv lbFlowValue
-		if err := tbl.m.Lookup(&fk, &fv); err != nil {
-			if !errors.Is(err, ebpf.ErrKeyNotExist) {
-				return director.Explanation{}, fmt.Errorf("explain: look up %s flow: %w", tbl.name, err)
-			}
+		err := l.objs.Flows.Lookup(k, &fv)
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fv, false, nil
+		}
+		return fv, err == nil, err
+	}
+	for _, tbl := range []struct {
+		lookup func(*lbFlowKey) (lbFlowValue, bool, error)
+		name   string
+	}{
+		{lookupFlows, director.FlowConfirmed},
+		{func(k *lbFlowKey) (lbFlowValue, bool, error) { return lookupUnconfirmed(l.objs.Unconfirmed, k) }, director.FlowUnconfirmed},
+	} {
+		fv, found, err := tbl.lookup(&fk)
+		if err != nil {
+			return director.Explanation{}, fmt.Errorf("explain: look up %s flow: %w", tbl.name, err)
+		}
+		if !found {
 			why("flow table hit: no, the %s table does not hold %s -> %s", tbl.name, src, dst)
 			continue
 		}
@@ -363,13 +373,4 @@ func addrFromKey(b [16]uint8, is4 bool) netip.Addr {
 		return netip.AddrFrom4([4]byte(b[:4]))
 	}
 	return netip.AddrFrom16(b)
-}
-
-// monotonicNow is bpf_ktime_get_ns's clock (CLOCK_MONOTONIC) in nanoseconds.
-func monotonicNow() (uint64, error) {
-	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
-		return 0, fmt.Errorf("explain: read monotonic clock: %w", err)
-	}
-	return uint64(ts.Nano()), nil
 }

@@ -26,7 +26,10 @@ func tableOf(t *testing.T, l *Loader, k lbFlowKey) string {
 	t.Helper()
 	var v lbFlowValue
 	inFlows := l.objs.Flows.Lookup(&k, &v) == nil
-	inUnconfirmed := l.objs.Unconfirmed.Lookup(&k, &v) == nil
+	_, inUnconfirmed, err := lookupUnconfirmed(l.objs.Unconfirmed, &k)
+	if err != nil {
+		t.Fatal(err)
+	}
 	switch {
 	case inFlows && inUnconfirmed:
 		return "both"
@@ -38,8 +41,16 @@ func tableOf(t *testing.T, l *Loader, k lbFlowKey) string {
 	return "none"
 }
 
+// countEntries counts the flows of a flow table.
 func countEntries(t *testing.T, m *ebpf.Map) int {
 	t.Helper()
+	if isUnconfirmed(m) {
+		n := 0
+		if err := walkUnconfirmed(m, func(uint32, *lbUnconfSet, int, lbFlowValue) { n++ }); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
 	var k lbFlowKey
 	var v lbFlowValue
 	n := 0
@@ -164,20 +175,7 @@ func TestSYNFloodKeepsEstablishedFlows(t *testing.T) {
 	frame := func(c conn, flags uint8) []byte {
 		return packets.TCP(packets.Options{Src: c.Addr(), Dst: vip, SrcPort: c.Port(), DstPort: 80, TCPFlags: flags})
 	}
-	backendOfFrame := func(in []byte) netip.Addr {
-		t.Helper()
-		verdict, out := run(t, l.Program(), in, loIfindex)
-		if verdict != xdpTX {
-			t.Fatalf("verdict %d, want TX", verdict)
-		}
-		for a, m := range beMACs {
-			if string(out[0:6]) == string(m) {
-				return a
-			}
-		}
-		t.Fatalf("sent to unknown MAC %x", out[0:6])
-		return netip.Addr{}
-	}
+	backendOfFrame := func(in []byte) netip.Addr { return forwardedTo(t, l, in) }
 
 	// Establish: SYN, then the handshake's ACK, from clients in 192.0.2.0/24.
 	want := map[conn]string{}

@@ -94,6 +94,15 @@ type lbSvcValue struct {
 	Flags   uint32
 }
 
+type lbUnconfSet struct {
+	_          structs.HostLayout
+	Check      [4]uint32
+	Backend    [4]uint32
+	LastSeenNs [4]uint64
+	Key        [4]lbFlowKey
+	Pad        [32]uint8
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -113,6 +122,7 @@ const (
 	lbMapSvcStats       = "svc_stats"
 	lbMapUnconfirmed    = "unconfirmed"
 	lbProgXdpLb         = "xdp_lb"
+	lbVarUnconfMask     = "unconf_mask"
 )
 
 // loadLb returns the embedded CollectionSpec for lb.
@@ -184,6 +194,7 @@ type lbMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type lbVariableSpecs struct {
+	UnconfMask *ebpf.VariableSpec `ebpf:"unconf_mask"`
 }
 
 // lbObjects contains all objects after they have been loaded into the kernel.
@@ -245,6 +256,7 @@ func (m *lbMaps) Close() error {
 //
 // It can be passed to loadLbObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lbVariables struct {
+	UnconfMask *ebpf.Variable `ebpf:"unconf_mask"`
 }
 
 // lbPrograms contains all programs after they have been loaded into the kernel.

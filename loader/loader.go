@@ -10,14 +10,17 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"os"
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 
 	"github.com/sluice-lb/sluice/director"
 	"github.com/sluice-lb/sluice/sched"
@@ -44,6 +47,13 @@ type Options struct {
 	// only, so it bounds how long a handshake may take under a flood, not how many connections
 	// the director keeps.
 	UnconfirmedTableSize uint32
+	// MaxServices is the most virtual services the data path holds (1 to MaxServicesLimit); 0
+	// means DefaultMaxServices. It sizes the per-service maps and the selection-table slots (two
+	// per service).
+	MaxServices uint32
+	// MaxBackends is the most real servers over all services (1 to MaxBackendsLimit); 0 means
+	// DefaultMaxBackends. It sizes the per-real-server maps.
+	MaxBackends uint32
 	// NoAttach loads the program and writes maps but attaches nothing, for tests.
 	NoAttach bool
 	// PinDir is the bpffs directory for the maps and XDP links (PinPath(instance) in the
@@ -65,6 +75,9 @@ type Loader struct {
 	res      Resolver
 	noAttach bool
 	ncpu     int
+	// maxSvc, maxBE and selSlots are the sizes of the per-service, per-backend and
+	// selection-table maps (Options.MaxServices, MaxBackends, twice MaxServices).
+	maxSvc, maxBE, selSlots uint32
 
 	objs  lbObjects
 	inner *ebpf.MapSpec // template of the selection tables
@@ -87,6 +100,7 @@ type Loader struct {
 	globalsOK bool                   // globals was written by this loader
 	lastHops  map[netip.Addr]NextHop // next hops in use, kept through failed refreshes
 	writes    int                    // map writes made, so tests can check Apply writes only deltas
+	syncGen   uint64                 // counts syncService calls, marking the backends each lists
 	life      *lifecycle             // pinning and attach modes (pin.go)
 	timeouts  director.Timeouts      // of the snapshot being applied
 	conns     connWatch              // connection counts and the tables built from them (conns.go)
@@ -109,6 +123,12 @@ type service struct {
 type backend struct {
 	id  uint32
 	val lbBackendValue
+	// ap and key are the address and port the backend was last listed under and its
+	// scheduling key (ap.String()), kept to spare a string per backend and Apply.
+	ap  netip.AddrPort
+	key string
+	// gen is the Loader's syncGen when a snapshot last listed the backend.
+	gen uint64
 }
 
 var _ director.Dataplane = (*Loader)(nil)
@@ -125,9 +145,12 @@ func New(opts Options) (*Loader, error) {
 		spec.Maps[lbMapFlows].MaxEntries = opts.FlowTableSize
 		spec.Maps[lbMapNatFlows].MaxEntries = opts.FlowTableSize
 	}
-	if opts.UnconfirmedTableSize != 0 {
-		spec.Maps[lbMapUnconfirmed].MaxEntries = opts.UnconfirmedTableSize
-		spec.Maps[lbMapNatUnconfirmed].MaxEntries = opts.UnconfirmedTableSize
+	if err := sizeUnconfirmed(spec, opts.UnconfirmedTableSize); err != nil {
+		return nil, err
+	}
+	maxSvc, maxBE, err := sizeMaps(spec, opts)
+	if err != nil {
+		return nil, err
 	}
 	inner := spec.Maps[lbMapSelTables].InnerMap
 	if inner == nil {
@@ -143,12 +166,15 @@ func New(opts Options) (*Loader, error) {
 		res:      opts.Resolver,
 		noAttach: opts.NoAttach,
 		ncpu:     ncpu,
+		maxSvc:   maxSvc,
+		maxBE:    maxBE,
+		selSlots: 2 * maxSvc,
 		inner:    inner.Copy(),
 		links:    map[int]link.Link{},
 		services: map[director.ServiceKey]*service{},
-		svcIDs:   newIDPool(maxServices),
-		beIDs:    newIDPool(maxBackends),
-		slots:    newIDPool(selSlots),
+		svcIDs:   newIDPool(maxSvc),
+		beIDs:    newIDPool(maxBE),
+		slots:    newIDPool(2 * maxSvc),
 		vipErrs:  map[netip.Addr]string{},
 		hopErrs:  map[netip.Addr]string{},
 		tunErrs:  map[netip.Addr]string{},
@@ -204,6 +230,29 @@ func New(opts Options) (*Loader, error) {
 		return nil, errors.Join(fmt.Errorf("pin data plane in %s: %w", l.life.dir, err), l.life.release(!l.life.adopted))
 	}
 	return l, nil
+}
+
+// sizeMaps sets the sizes of the per-service, per-backend and selection-table maps in spec
+// from opts, and returns the most services and backends.
+func sizeMaps(spec *ebpf.CollectionSpec, opts Options) (maxSvc, maxBE uint32, err error) {
+	maxSvc, maxBE = cmp.Or(opts.MaxServices, DefaultMaxServices), cmp.Or(opts.MaxBackends, DefaultMaxBackends)
+	if maxSvc > MaxServicesLimit {
+		return 0, 0, fmt.Errorf("size the data path: %d services, want 1 to %d", maxSvc, MaxServicesLimit)
+	}
+	if maxBE > MaxBackendsLimit {
+		return 0, 0, fmt.Errorf("size the data path: %d real servers, want 1 to %d", maxBE, MaxBackendsLimit)
+	}
+	for name, n := range map[string]uint32{
+		lbMapServices: maxSvc, lbMapSvcConfs: maxSvc, lbMapRrPos: maxSvc, lbMapSvcStats: maxSvc,
+		lbMapSelTables: 2 * maxSvc, lbMapBackends: maxBE, lbMapBeStats: maxBE,
+	} {
+		ms := spec.Maps[name]
+		if ms == nil {
+			return 0, 0, fmt.Errorf("load xdp spec: no map %s", name)
+		}
+		ms.MaxEntries = n
+	}
+	return maxSvc, maxBE, nil
 }
 
 // Program returns the loaded XDP program, for tests and tooling; Loader keeps ownership.
@@ -534,14 +583,28 @@ func (l *Loader) resolveNextHops(ctx context.Context, order []*director.Service)
 		}
 	} else {
 		defer ns.Close()
+		// A pool of workers, each entering the namespace once: switching per lookup costs
+		// more than a lookup of a static next hop, with tens of thousands of real servers.
+		// The workers take addresses by index: handing each over a channel would switch
+		// threads per address, as the workers are locked to theirs.
 		var wg sync.WaitGroup
-		sem := make(chan struct{}, maxConcurrentResolves)
-		for i, a := range addrs {
+		var next atomic.Int64
+		take := func() (int, bool) {
+			i := int(next.Add(1)) - 1
+			return i, i < len(addrs)
+		}
+		for range min(maxConcurrentResolves, len(addrs)) {
 			wg.Add(1)
-			sem <- struct{}{}
 			go func() {
-				defer func() { <-sem; wg.Done() }()
-				results[i].hop, results[i].err = resolveIn(ns, func() (NextHop, error) { return l.res.NextHop(ctx, a) })
+				defer wg.Done()
+				err := inNS(ns, func() {
+					for i, ok := take(); ok; i, ok = take() {
+						results[i].hop, results[i].err = l.res.NextHop(ctx, addrs[i])
+					}
+				})
+				for i, ok := take(); ok; i, ok = take() { // only when inNS failed
+					results[i].err = err
+				}
 			}()
 		}
 		wg.Wait()
@@ -585,30 +648,32 @@ func (l *Loader) resolveNextHops(ctx context.Context, order []*director.Service)
 	return hops
 }
 
-// resolveIn runs fn on a thread in network namespace ns. A thread that cannot be switched back
+// inNS runs fn on a thread in network namespace ns. A thread that cannot be switched back
 // stays locked, so the runtime discards it instead of reusing it in the wrong namespace.
-func resolveIn(ns netns.NsHandle, fn func() (NextHop, error)) (NextHop, error) {
+func inNS(ns netns.NsHandle, fn func()) error {
 	runtime.LockOSThread()
 	orig, err := netns.Get()
 	if err != nil {
 		runtime.UnlockOSThread()
-		return NextHop{}, fmt.Errorf("resolve next hop: current network namespace: %w", err)
+		return fmt.Errorf("resolve next hop: current network namespace: %w", err)
 	}
 	defer orig.Close()
-	if !orig.Equal(ns) {
-		if err := netns.Set(ns); err != nil {
-			runtime.UnlockOSThread()
-			return NextHop{}, fmt.Errorf("resolve next hop: enter network namespace: %w", err)
-		}
-		defer func() {
-			if netns.Set(orig) == nil {
-				runtime.UnlockOSThread()
-			}
-		}()
-	} else {
+	if orig.Equal(ns) {
 		defer runtime.UnlockOSThread()
+		fn()
+		return nil
 	}
-	return fn()
+	if err := netns.Set(ns); err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("resolve next hop: enter network namespace: %w", err)
+	}
+	defer func() {
+		if netns.Set(orig) == nil {
+			runtime.UnlockOSThread()
+		}
+	}()
+	fn()
+	return nil
 }
 
 // forwardable reports whether the data path can forward traffic of service key to b: by DR, TUN
@@ -693,15 +758,17 @@ func (l *Loader) resolveRoutes(ctx context.Context, order []*director.Service) m
 }
 
 // syncService writes the deltas of one service: backends turning up before the table that lists
-// them, then the table and service value, then backends turning down or removed.
+// them, then the table and service value, then backends turning down or removed. Each step is
+// one batch write per map (the counters of new backends, the backends turning up, those turning
+// down, those removed), so a service of 100 real servers costs a handful of system calls.
 func (l *Loader) syncService(svc *director.Service, hops map[netip.Addr]NextHop, routes map[netip.Addr]Route) error {
 	st := l.services[svc.Key]
 	if st == nil {
 		id, ok := l.svcIDs.get()
 		if !ok {
-			return fmt.Errorf("add service %s: more than %d services", svc.Key, maxServices)
+			return fmt.Errorf("add service %s: more than %d services", svc.Key, l.maxSvc)
 		}
-		st = &service{key: svc.Key, val: lbSvcValue{Id: id}, backends: map[netip.AddrPort]*backend{}}
+		st = &service{key: svc.Key, val: lbSvcValue{Id: id}, backends: make(map[netip.AddrPort]*backend, len(svc.Backends))}
 		if err := resetPerCPU(l, l.objs.RrPos, id, uint32(0)); err != nil {
 			l.svcIDs.put(id)
 			return fmt.Errorf("add service %s: %w", svc.Key, err)
@@ -715,36 +782,77 @@ func (l *Loader) syncService(svc *director.Service, hops map[netip.Addr]NextHop,
 	id := st.val.Id
 
 	var errs []error
-	var eligible []sched.Backend
-	var downs []*backend
-	seen := map[netip.AddrPort]bool{}
-	for _, b := range svc.Backends {
+	// The backends to keep, with ids for the new ones, whose counters start from zero (a freed
+	// id is reused).
+	type entry struct {
+		b      *director.Backend
+		ap     netip.AddrPort
+		bs     *backend
+		ok     bool // forwardable
+		fresh  bool
+		failed bool // its counters could not be reset: not added
+	}
+	// Backends listed by this call are marked with gen (a map of those seen would cost more
+	// than the rest with a million real servers).
+	l.syncGen++
+	gen := l.syncGen
+	list := make([]entry, 0, len(svc.Backends))
+	var freshIDs []uint32
+	var freshAt []int // index in list of each freshIDs entry
+	for i := range svc.Backends {
+		b := &svc.Backends[i]
 		ap := netip.AddrPortFrom(b.Addr, b.Port)
-		if seen[ap] {
-			continue
+		bs := st.backends[ap]
+		if bs != nil && bs.gen == gen {
+			continue // listed twice
 		}
-		seen[ap] = true
-		ok := forwardable(svc.Key, b)
+		ok := forwardable(svc.Key, *b)
 		if !ok {
 			errs = append(errs, fmt.Errorf("service %s backend %s %s: %w", svc.Key, ap, b.Method, ErrUnsupported))
 		}
-		bs := st.backends[ap]
 		fresh := bs == nil
 		if fresh {
 			bid, ok := l.beIDs.get()
 			if !ok {
-				errs = append(errs, fmt.Errorf("add backend %s to %s: more than %d backends", ap, svc.Key, maxBackends))
-				continue
-			}
-			if err := resetPerCPU(l, l.objs.BeStats, bid, lbLbStats{}); err != nil {
-				l.beIDs.put(bid)
-				errs = append(errs, fmt.Errorf("add backend %s to %s: %w", ap, svc.Key, err))
+				errs = append(errs, fmt.Errorf("add backend %s to %s: more than %d backends", ap, svc.Key, l.maxBE))
 				continue
 			}
 			bs = &backend{id: bid}
 			st.backends[ap] = bs
+			freshIDs = append(freshIDs, bid)
+			freshAt = append(freshAt, len(list))
 		}
+		bs.gen = gen
+		list = append(list, entry{b: b, ap: ap, bs: bs, ok: ok, fresh: fresh})
+	}
+	live := len(list)
+	if len(freshIDs) > 0 {
+		failed := putBatch(l, l.objs.BeStats, freshIDs, make([]lbLbStats, len(freshIDs)*l.ncpu), l.ncpu)
+		for i, at := range freshAt {
+			if e := &list[at]; failed != nil && failed[i] != nil {
+				delete(st.backends, e.ap)
+				l.beIDs.put(e.bs.id)
+				e.failed = true
+				live--
+				errs = append(errs, fmt.Errorf("add backend %s to %s: %w", e.ap, svc.Key, failed[i]))
+			}
+		}
+	}
 
+	eligible := make([]sched.Backend, 0, len(list))
+	var downs, ups []*backend
+	var upVals []lbBackendValue
+	var upIDs []uint32
+	var upAPs []netip.AddrPort
+	if len(freshIDs) > 0 {
+		ups, upVals = make([]*backend, 0, len(list)), make([]lbBackendValue, 0, len(list))
+		upIDs, upAPs = make([]uint32, 0, len(list)), make([]netip.AddrPort, 0, len(list))
+	}
+	for _, e := range list {
+		if e.failed {
+			continue
+		}
+		b, bs, ok := e.b, e.bs, e.ok
 		val := lbBackendValue{Method: methodDR, SvcId: id}
 		val.Family, val.Addr = addrKey(b.Addr)
 		var usable bool
@@ -778,9 +886,12 @@ func (l *Loader) syncService(svc *director.Service, hops map[netip.Addr]NextHop,
 		}
 		if usable && b.Eligible() {
 			val.Flags |= beFlagNew
-			eligible = append(eligible, sched.Backend{ID: bs.id, Key: ap.String(), Weight: b.Weight})
+			if bs.key == "" || bs.ap != e.ap {
+				bs.ap, bs.key = e.ap, e.ap.String()
+			}
+			eligible = append(eligible, sched.Backend{ID: bs.id, Key: bs.key, Weight: b.Weight})
 		}
-		if !fresh && val == bs.val {
+		if !e.fresh && val == bs.val {
 			continue
 		}
 		if val.Flags&beFlagUp == 0 {
@@ -788,11 +899,19 @@ func (l *Loader) syncService(svc *director.Service, hops map[netip.Addr]NextHop,
 			downs = append(downs, bs)
 			continue
 		}
-		if err := l.put(l.objs.Backends, bs.id, &val); err != nil {
-			errs = append(errs, fmt.Errorf("write backend %s of %s: %w", ap, svc.Key, err))
+		ups = append(ups, bs)
+		upAPs = append(upAPs, e.ap)
+		upIDs = append(upIDs, bs.id)
+		upVals = append(upVals, val)
+	}
+	// Backends turning up are written before the table that lists them is published.
+	failed := putBatch(l, l.objs.Backends, upIDs, upVals, 1)
+	for i, bs := range ups {
+		if failed != nil && failed[i] != nil {
+			errs = append(errs, fmt.Errorf("write backend %s of %s: %w", upAPs[i], svc.Key, failed[i]))
 			continue
 		}
-		bs.val = val
+		bs.val = upVals[i]
 	}
 
 	// The settings go in before syncTable publishes a new service entry that uses them.
@@ -808,21 +927,38 @@ func (l *Loader) syncService(svc *director.Service, hops map[netip.Addr]NextHop,
 		errs = append(errs, err)
 	}
 
-	for _, bs := range downs {
-		if err := l.put(l.objs.Backends, bs.id, &bs.val); err != nil {
-			errs = append(errs, fmt.Errorf("write backend %d of %s: %w", bs.id, svc.Key, err))
+	// Backends turning down only once the table that drops them is published.
+	if len(downs) > 0 {
+		ids, vals := make([]uint32, len(downs)), make([]lbBackendValue, len(downs))
+		for i, bs := range downs {
+			ids[i], vals[i] = bs.id, bs.val
+		}
+		for i, err := range putBatch(l, l.objs.Backends, ids, vals, 1) {
+			if err != nil {
+				errs = append(errs, fmt.Errorf("write backend %d of %s: %w", ids[i], svc.Key, err))
+			}
 		}
 	}
-	for ap, bs := range st.backends {
-		if seen[ap] {
-			continue
+	var goneAPs []netip.AddrPort
+	var goneIDs []uint32
+	if len(st.backends) > live { // some not listed
+		for ap, bs := range st.backends {
+			if bs.gen != gen {
+				goneAPs = append(goneAPs, ap)
+				goneIDs = append(goneIDs, bs.id)
+			}
 		}
-		if err := l.put(l.objs.Backends, bs.id, &lbBackendValue{}); err != nil {
-			errs = append(errs, fmt.Errorf("remove backend %s of %s: %w", ap, svc.Key, err))
-			continue
+	}
+	if len(goneIDs) > 0 {
+		failed := putBatch(l, l.objs.Backends, goneIDs, make([]lbBackendValue, len(goneIDs)), 1)
+		for i, ap := range goneAPs {
+			if failed != nil && failed[i] != nil {
+				errs = append(errs, fmt.Errorf("remove backend %s of %s: %w", ap, svc.Key, failed[i]))
+				continue
+			}
+			delete(st.backends, ap)
+			l.beIDs.put(goneIDs[i])
 		}
-		delete(st.backends, ap)
-		l.beIDs.put(bs.id)
 	}
 	return errors.Join(errs...)
 }
@@ -979,11 +1115,7 @@ func (l *Loader) newTable(ids []uint32) (uint32, error) {
 			m.Close()
 		}
 	}()
-	keys := make([]uint32, len(ids))
-	for i := range keys {
-		keys[i] = uint32(i)
-	}
-	if _, err := m.BatchUpdate(keys, ids, nil); err != nil {
+	if err := fillTable(m, spec, ids); err != nil {
 		return 0, fmt.Errorf("fill selection table: %w", err)
 	}
 	l.writes++
@@ -1002,6 +1134,44 @@ func (l *Loader) newTable(ids []uint32) (uint32, error) {
 	l.tables[slot] = m
 	return slot, nil
 }
+
+// fillTable writes ids into the fresh array m made from spec: a large table (a Maglev table has
+// 65,537 entries) with one copy through a mapping of the array when it is BPF_F_MMAPABLE, which
+// costs half a batch update, and a small one with a batch update, which is then cheaper than
+// mapping it. The mapping is dropped at once: it would hold a reference on the table after the
+// table is replaced.
+func fillTable(m *ebpf.Map, spec *ebpf.MapSpec, ids []uint32) error {
+	if spec.Flags&unix.BPF_F_MMAPABLE == 0 || len(ids) < mmapMinEntries {
+		keys := make([]uint32, len(ids))
+		for i := range keys {
+			keys[i] = uint32(i)
+		}
+		_, err := m.BatchUpdate(keys, ids, nil)
+		return err
+	}
+	// Array elements are rounded up to 8 bytes; the values start at offset 0 of the mapping.
+	page := os.Getpagesize()
+	size := (len(ids)*tableStride + page - 1) / page * page
+	mem, err := unix.Mmap(m.FD(), 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		return fmt.Errorf("mmap: %w", err)
+	}
+	for i, id := range ids {
+		binary.NativeEndian.PutUint32(mem[i*tableStride:], id)
+	}
+	if err := unix.Munmap(mem); err != nil {
+		return fmt.Errorf("munmap: %w", err)
+	}
+	return nil
+}
+
+// mmapMinEntries is the smallest table fillTable writes through a mapping (two pages): below
+// it a batch update was faster on the test machine.
+const mmapMinEntries = 1024
+
+// tableStride is the distance between a selection table's elements in its mapping: the 4-byte
+// value rounded up to 8 bytes, as the kernel lays out array elements.
+const tableStride = 8
 
 // table returns a handle on the selection table in slot, and whether the caller must close it.
 func (l *Loader) table(slot uint32) (m *ebpf.Map, owned bool, err error) {
@@ -1057,6 +1227,38 @@ func (l *Loader) removeService(st *service) error {
 func (l *Loader) put(m *ebpf.Map, key, val any) error {
 	l.writes++
 	return m.Put(key, val)
+}
+
+// putBatch writes vals under keys in m with one batch update, per values per key (1, or the
+// number of possible CPUs for a per-CPU map, vals holding each key's values in a row). When the
+// batch fails it writes them one by one, so that each error names its entry, and returns the
+// error of each key (nil when all were written). It counts one write per key.
+func putBatch[V any](l *Loader, m *ebpf.Map, keys []uint32, vals []V, per int) []error {
+	if len(keys) == 0 {
+		return nil
+	}
+	l.writes += len(keys)
+	if len(keys) > 1 {
+		if _, err := m.BatchUpdate(keys, vals, nil); err == nil {
+			return nil
+		}
+	}
+	var errs []error
+	for i, k := range keys {
+		var err error
+		if per == 1 {
+			err = m.Put(k, &vals[i])
+		} else {
+			err = m.Put(k, vals[i*per:(i+1)*per])
+		}
+		if err != nil {
+			if errs == nil {
+				errs = make([]error, len(keys))
+			}
+			errs[i] = err
+		}
+	}
+	return errs
 }
 
 // resetPerCPU sets every CPU's value of key to zero, so a recycled id starts from clean counters.

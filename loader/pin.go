@@ -233,6 +233,22 @@ func (lc *lifecycle) openPins(dir string, spec *ebpf.CollectionSpec, log *slog.L
 		}
 		repl[name] = m
 	}
+	// Flows and persistence templates name backend ids, which are handed out afresh when the
+	// services or backends are not kept (--max-services or --max-real-servers changed): kept,
+	// they could send established connections to another real server of the same service.
+	if repl[lbMapServices] == nil || repl[lbMapBackends] == nil {
+		for _, name := range append(slices.Clone(flowMaps), lbMapPersist) {
+			if m := repl[name]; m != nil {
+				m.Close()
+				delete(repl, name)
+				what := "the flow table was not kept, established connections may move to another real server"
+				if name == lbMapPersist {
+					what = "the persistence templates were not kept"
+				}
+				log.Warn("pinned services or real servers were recreated, so their ids change: "+what, "map", name)
+			}
+		}
+	}
 	return repl, nil
 }
 
@@ -293,7 +309,7 @@ func hasLiveLink(dir string) bool {
 }
 
 // compatible reports whether pinned map m can stand in for spec: same type, sizes, entries
-// and flags, and for a map of maps an inner map matching the template.
+// and flags, and for a map of maps an outer map that accepts tables of this program's template.
 func compatible(spec *ebpf.MapSpec, m *ebpf.Map) error {
 	if err := spec.Compatible(m); err != nil {
 		return err
@@ -301,32 +317,45 @@ func compatible(spec *ebpf.MapSpec, m *ebpf.Map) error {
 	if spec.InnerMap == nil {
 		return nil
 	}
-	// The kernel checks tables installed later against the outer map's own template; compare
-	// with a table in use when there is one.
+	return probeInner(spec.InnerMap, m)
+}
+
+// probeInner checks that outer accepts a table made from template: the kernel checks every
+// table installed against the outer map's own template (type, key and value sizes, flags),
+// which cannot be read back, so probeInner installs a one-entry table in a free slot and
+// removes it again. Unlike reading an installed table by id, this needs no CAP_SYS_ADMIN,
+// which the systemd unit does not grant. A free slot is one no service points at, so the data
+// path never sees the probe.
+func probeInner(template *ebpf.MapSpec, outer *ebpf.Map) error {
+	used := map[uint32]bool{}
 	var k, id uint32
-	it := m.Iterate()
-	if !it.Next(&k, &id) {
-		return it.Err()
+	it := outer.Iterate()
+	for it.Next(&k, &id) {
+		used[k] = true
 	}
-	inner, err := ebpf.NewMapFromID(ebpf.MapID(id))
-	if errors.Is(err, unix.EPERM) {
-		// Opening a map by id needs CAP_SYS_ADMIN, which the systemd unit does not grant.
-		// Keep the table: its template only changes with the program's key and value sizes,
-		// and if it ever did, installing a new table would fail and be reported by Apply.
-		return nil
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("read tables: %w", err)
 	}
+	free := uint32(0)
+	for used[free] {
+		free++
+	}
+	if free >= outer.MaxEntries() {
+		return nil // every slot holds a table (never in practice: a service has at most two)
+	}
+	ps := template.Copy()
+	ps.MaxEntries = 1
+	probe, err := ebpf.NewMap(ps)
 	if err != nil {
-		return fmt.Errorf("inner map %d: %w", id, err)
+		return fmt.Errorf("create a table to probe with: %w", err)
 	}
-	defer inner.Close()
-	info, err := inner.Info()
-	if err != nil {
-		return fmt.Errorf("inner map %d: %w", id, err)
+	defer probe.Close()
+	if err := outer.Put(free, probe); err != nil {
+		return fmt.Errorf("refuses a table of this program's template (%s %d/%d flags %#x): %v: %w",
+			template.Type, template.KeySize, template.ValueSize, template.Flags, err, ebpf.ErrMapIncompatible)
 	}
-	in := spec.InnerMap
-	if info.Type != in.Type || info.KeySize != in.KeySize || info.ValueSize != in.ValueSize || info.Flags != in.Flags {
-		return fmt.Errorf("inner map %s %d/%d flags %#x, want %s %d/%d flags %#x: %w",
-			info.Type, info.KeySize, info.ValueSize, info.Flags, in.Type, in.KeySize, in.ValueSize, in.Flags, ebpf.ErrMapIncompatible)
+	if err := outer.Delete(free); err != nil {
+		return fmt.Errorf("remove the probe table from slot %d: %w", free, err)
 	}
 	return nil
 }
@@ -500,7 +529,7 @@ func (l *Loader) adoptState() error {
 	it := l.objs.Services.Iterate()
 	for it.Next(&k, &v) {
 		key, ok := serviceKeyOf(k)
-		if !ok || v.Id >= maxServices || usedSvc[v.Id] || (v.SelSize > 0 && (v.SelSlot >= selSlots || usedSlots[v.SelSlot])) {
+		if !ok || v.Id >= l.maxSvc || usedSvc[v.Id] || (v.SelSize > 0 && (v.SelSlot >= l.selSlots || usedSlots[v.SelSlot])) {
 			l.log.Warn("pinned service entry is inconsistent; removing it", "service", key)
 			if err := l.objs.Services.Delete(&k); err != nil {
 				return fmt.Errorf("remove pinned service %s: %w", key, err)

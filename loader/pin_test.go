@@ -504,3 +504,48 @@ func TestAttachmentsReportFallback(t *testing.T) {
 		t.Errorf("attachments %v, want lb0 and br0", got)
 	}
 }
+
+// TestAdoptResized: a restart with other --max-services and --max-real-servers cannot keep the sized maps;
+// they are recreated with a warning, and so is the flow table, whose flows name backend ids that
+// are handed out afresh. A restart with the same sizes then adopts everything.
+func TestAdoptResized(t *testing.T) {
+	dir := testPinDir(t)
+	res := goldenResolver()
+	s := snap(svc(tcp80, "rr", be(beA, 1, true), be(beB, 1, true)))
+	l1, _ := newPinned(t, Options{Resolver: res, NoAttach: true, FlowTableSize: 4096, PinDir: dir})
+	apply(t, l1, s)
+	forwardTo(t, l1, 40000, packets.SYN)
+	forwardTo(t, l1, 40000, packets.ACK)
+	crash(t, l1)
+
+	opts := Options{Resolver: res, NoAttach: true, FlowTableSize: 4096, PinDir: dir, MaxServices: 512, MaxBackends: 2048}
+	l2, logs := newPinned(t, opts)
+	for _, want := range []string{"map=backends", "map=be_stats", "map=services", "map=sel_tables", "map=rr_pos", "map=svc_stats", "map=svc_confs"} {
+		if !strings.Contains(logs.String(), "pinned map does not fit this program; recreating it") || !strings.Contains(logs.String(), want) {
+			t.Errorf("log does not say %s was recreated:\n%s", want, logs)
+		}
+	}
+	if !strings.Contains(logs.String(), "the flow table was not kept") || !strings.Contains(logs.String(), "map=flows") {
+		t.Errorf("log does not say the flow table was not kept:\n%s", logs)
+	}
+	if got := l2.objs.Backends.MaxEntries(); got != 2048 {
+		t.Errorf("backends has %d entries, want 2048", got)
+	}
+	var k lbFlowKey
+	var v lbFlowValue
+	if it := l2.objs.Flows.Iterate(); it.Next(&k, &v) {
+		t.Errorf("flow table kept a flow naming an old backend id: %+v", k)
+	}
+	apply(t, l2, s)
+	forwardTo(t, l2, 40001, packets.SYN)
+	ids := backendIDs(l2, tcp80)
+	crash(t, l2)
+
+	l3, logs := newPinned(t, opts)
+	if strings.Contains(logs.String(), "does not fit") || strings.Contains(logs.String(), "not kept") {
+		t.Errorf("restart with the same sizes recreated maps:\n%s", logs)
+	}
+	if diff := cmp.Diff(ids, backendIDs(l3, tcp80)); diff != "" {
+		t.Errorf("backend ids (-want +got):\n%s", diff)
+	}
+}

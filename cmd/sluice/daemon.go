@@ -172,6 +172,8 @@ type lifecycleFlags struct {
 	dontRelease bool
 	// flowTable and unconfirmedTable size the XDP connection tables; 0 means the defaults.
 	flowTable, unconfirmedTable uint
+	// maxServices and maxReals size the XDP per-service and per-real-server maps.
+	maxServices, maxReals uint
 }
 
 // addLifecycleFlags registers --instance and --dont-release-dataplane with keepalived's
@@ -188,6 +190,10 @@ func addLifecycleFlags(fs *flag.FlagSet) *lifecycleFlags {
 		"XDP: entries of the table of confirmed connections (about 56 bytes each, plus as many for NAT replies)")
 	fs.UintVar(&lc.unconfirmedTable, "unconfirmed-table-size", loader.DefaultUnconfirmedTableSize,
 		"XDP: entries of the table of connections seen once (a SYN flood churns this one only)")
+	fs.UintVar(&lc.maxServices, "max-services", loader.DefaultMaxServices,
+		"XDP: most virtual services the data plane holds (sizes its per-service maps)")
+	fs.UintVar(&lc.maxReals, "max-real-servers", loader.DefaultMaxBackends,
+		"XDP: most real servers over all virtual services (sizes its per-real-server maps)")
 	return lc
 }
 
@@ -203,6 +209,14 @@ func (lc *lifecycleFlags) resolve(fs *flag.FlagSet, socket *string) error {
 	}{{"flow-table-size", lc.flowTable}, {"unconfirmed-table-size", lc.unconfirmedTable}} {
 		if f.v < 1024 || f.v > 1<<26 {
 			return fmt.Errorf("--%s %d: want 1024 to %d entries", f.name, f.v, 1<<26)
+		}
+	}
+	for _, f := range []struct {
+		name   string
+		v, max uint
+	}{{"max-services", lc.maxServices, loader.MaxServicesLimit}, {"max-real-servers", lc.maxReals, loader.MaxBackendsLimit}} {
+		if f.v < 1 || f.v > f.max {
+			return fmt.Errorf("--%s %d: want 1 to %d", f.name, f.v, f.max)
 		}
 	}
 	set := false

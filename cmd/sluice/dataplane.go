@@ -30,7 +30,8 @@ func xdpOpener(log *slog.Logger, dataplane string, lc *lifecycleFlags) func() (f
 	return func() (forwarder, error) {
 		return loader.New(loader.Options{Logger: log, PinDir: loader.PinPath(lc.instance),
 			KeepOnClose: lc.dontRelease, Generic: dataplane == "xdp-generic",
-			FlowTableSize: uint32(lc.flowTable), UnconfirmedTableSize: uint32(lc.unconfirmedTable)})
+			FlowTableSize: uint32(lc.flowTable), UnconfirmedTableSize: uint32(lc.unconfirmedTable),
+			MaxServices: uint32(lc.maxServices), MaxBackends: uint32(lc.maxReals)})
 	}
 }
 

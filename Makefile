@@ -66,5 +66,11 @@ demo: deps build
 bench: deps build
 	$(BIN) bench --quick --svg bin/bench.svg
 
+# sluice bench --quick with the IPVS baseline and kernel pktgen, in the qemu VM of test/vm
+# (Debian's kernel has both; this one has neither). Software emulation: only ratios count.
+.PHONY: bench-vm
+bench-vm: deps deps-ipvs
+	SLUICE_VM_BENCH=1 $(GO) test -count=1 -timeout 40m -v -run TestBenchInVM ./test/vm/
+
 clean:
 	rm -rf bin

@@ -25,7 +25,7 @@ func WriteJSON(w io.Writer, results []Result) error {
 // WriteTable writes results as aligned tables: throughput, test-run costs, control plane.
 func WriteTable(w io.Writer, results []Result) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\tmode\tfamily\tproto\tflows\tcores\tsluice Mpps\tceiling Mpps\t×ceiling\tnft Mpps\t×nft\tns/pkt\testablished kept\tper real server\t")
+	fmt.Fprintln(tw, "scenario\tmode\tfamily\tproto\tflows\tcores\tsluice Mpps\tceiling Mpps\t×ceiling\tnft Mpps\t×nft\tipvs Mpps\t×ipvs\tns/pkt\testablished kept\tper real server\tgenerator\t")
 	for _, r := range results {
 		if r.Kind != "throughput" {
 			continue
@@ -34,28 +34,43 @@ func WriteTable(w io.Writer, results []Result) error {
 		if r.EstablishedKept != nil {
 			kept = fmt.Sprintf("%.0f%%", 100**r.EstablishedKept)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
 			r.Scenario, r.Mode, r.Family, r.Proto, r.Flows, r.Cores, num(r.Mpps, 3), num(r.CeilingMpps, 3), ratio(r.Mpps, r.CeilingMpps),
-			num(r.NftMpps, 3), ratio(r.Mpps, r.NftMpps), num(r.NsPerPacket, 1), kept, perReal(r.PerReal))
+			num(r.NftMpps, 3), ratio(r.Mpps, r.NftMpps), num(r.IPVSMpps, 3), ratio(r.Mpps, r.IPVSMpps), num(r.NsPerPacket, 1), kept,
+			perReal(r.PerReal), r.Generator)
 	}
-	fmt.Fprintln(tw, "\t\t\t\t\t\t\t\t\t\t\t\t\t\t")
-	fmt.Fprintln(tw, "test-run path\tmode\tfamily\t\t\t\tns/pkt\traw ns/pkt\t\t\t\t\t\t\t")
-	for _, r := range results {
-		if r.Kind == "testrun" {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t\t\t\t%s\t%s\t\t\t\t\t\t\t\n", r.Scenario, r.Mode, r.Family, num(r.NsPerPacket, 1), num(r.RawNsPerPacket, 1))
+	if hasKind(results, "testrun") {
+		fmt.Fprintln(tw, "\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t")
+		fmt.Fprintln(tw, "test-run path\tmode\tfamily\t\t\t\tns/pkt\traw ns/pkt\t\t\t\t\t\t\t\t\t\t")
+		for _, r := range results {
+			if r.Kind == "testrun" {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t\t\t\t%s\t%s\t\t\t\t\t\t\t\t\t\t\n", r.Scenario, r.Mode, r.Family, num(r.NsPerPacket, 1), num(r.RawNsPerPacket, 1))
+			}
 		}
 	}
-	fmt.Fprintln(tw, "\t\t\t\t\t\t\t\t\t\t\t\t\t\t")
-	fmt.Fprintln(tw, "control plane\t\t\t\t\t\tseconds\t\t\t\t\t\t\t\t")
-	for _, r := range results {
-		if r.Kind == "control" {
-			fmt.Fprintf(tw, "%s\t\t\t\t\t\t%s\t\t\t\t\t\t\t\t\n", r.Scenario, num(r.Seconds, 4))
+	if hasKind(results, "control") {
+		fmt.Fprintln(tw, "\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t")
+		fmt.Fprintln(tw, "control plane\t\t\t\t\t\tseconds\t\t\t\t\t\t\t\t\t\t\t")
+		for _, r := range results {
+			if r.Kind == "control" {
+				fmt.Fprintf(tw, "%s\t\t\t\t\t\t%s\t\t\t\t\t\t\t\t\t\t\t\n", r.Scenario, num(r.Seconds, 4))
+			}
 		}
 	}
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("write table: %w", err)
 	}
 	return nil
+}
+
+// hasKind reports whether results hold a row of kind.
+func hasKind(results []Result, kind string) bool {
+	for _, r := range results {
+		if r.Kind == kind {
+			return true
+		}
+	}
+	return false
 }
 
 func num(p *float64, prec int) string {
@@ -81,7 +96,7 @@ func perReal(n []uint64) string {
 }
 
 // WriteSVG draws the throughput results as a grouped bar chart: Mpps per scenario and core
-// count, Sluice next to the ceiling and nftables DNAT.
+// count, Sluice next to the ceiling, nftables DNAT and (when measured) IPVS.
 func WriteSVG(w io.Writer, results []Result) error {
 	var rows []Result
 	maxV := 0.0
@@ -90,7 +105,7 @@ func WriteSVG(w io.Writer, results []Result) error {
 			continue
 		}
 		rows = append(rows, r)
-		for _, p := range []*float64{r.Mpps, r.CeilingMpps, r.NftMpps} {
+		for _, p := range []*float64{r.Mpps, r.CeilingMpps, r.NftMpps, r.IPVSMpps} {
 			maxV = max(maxV, deref(p))
 		}
 	}
@@ -107,6 +122,15 @@ func WriteSVG(w io.Writer, results []Result) error {
 		{"Sluice (XDP)", "#2b6cb0", func(r Result) *float64 { return r.Mpps }},
 		{"ceiling (MAC swap + XDP_TX)", "#a0aec0", func(r Result) *float64 { return r.CeilingMpps }},
 		{"nftables DNAT", "#dd6b20", func(r Result) *float64 { return r.NftMpps }},
+	}
+	for _, r := range rows {
+		if r.IPVSMpps != nil {
+			series = append(series, struct {
+				name, color string
+				get         func(Result) *float64
+			}{"IPVS", "#38a169", func(r Result) *float64 { return r.IPVSMpps }})
+			break
+		}
 	}
 	groupW := len(series)*barW + gap
 	width := left + len(rows)*groupW + 40

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sluice-lb/sluice/director"
+	"github.com/sluice-lb/sluice/ipvsfallback"
 	"github.com/sluice-lb/sluice/loader"
 	"github.com/sluice-lb/sluice/test/netns"
 )
@@ -78,11 +79,13 @@ type path struct {
 	genMAC, dirMAC net.HardwareAddr
 }
 
-// The paths: Sluice on dir0 (which carries the VIP), the ceiling on dirc, nftables on dirn.
+// The paths: Sluice on dir0 (which carries the VIPs), the ceiling on dirc, nftables on dirn,
+// IPVS (when the kernel has it) on dirv.
 const (
 	pathSluice = iota
 	pathCeiling
 	pathNft
+	pathIPVS
 	numPaths
 )
 
@@ -98,12 +101,15 @@ type rig struct {
 	sinks    []*ebpf.Map // per real server
 	bounced  *ebpf.Map   // frames the ceiling program sent back to the generator
 	haveNft  bool
+	ipvs     *ipvsfallback.Dataplane // the IPVS baseline; nil: this kernel has no IPVS
+	pktgen   bool                    // the generator namespace has kernel pktgen (usePktgen)
 	quietLog *slog.Logger
 }
 
-// newRig builds the topology with the ceiling and (when nft(8) is installed) the nftables
-// baseline in place. Close undoes all of it.
-func newRig() (_ *rig, err error) {
+// newRig builds the topology with the ceiling, the nftables baseline (when nft(8) is installed)
+// and the IPVS baseline (when the kernel has IPVS) in place; with usePktgen it also readies the
+// generator's veths for kernel pktgen when the kernel has it (rig.pktgen). Close undoes all of it.
+func newRig(usePktgen bool) (_ *rig, err error) {
 	env, err := netns.New()
 	if err != nil {
 		return nil, err
@@ -126,8 +132,18 @@ func newRig() (_ *rig, err error) {
 	r.paths[pathSluice] = path{genIf: "gen0", dirIf: "dir0"}
 	r.paths[pathCeiling] = path{genIf: "gen1", dirIf: "dirc"}
 	r.paths[pathNft] = path{genIf: "gen2", dirIf: "dirn"}
+	if r.ipvs, err = r.openIPVS(); err != nil {
+		return nil, err
+	}
+	if r.ipvs != nil {
+		r.env.Defer(r.ipvs.Close)
+		r.paths[pathIPVS] = path{genIf: "gen3", dirIf: "dirv"}
+	}
 	for i := range r.paths {
 		p := &r.paths[i]
+		if p.genIf == "" {
+			continue
+		}
 		if err := veth(r.gen, p.genIf, r.dir, p.dirIf); err != nil {
 			return nil, err
 		}
@@ -210,6 +226,24 @@ func newRig() (_ *rig, err error) {
 		if err := r.installNft(); err != nil {
 			return nil, err
 		}
+	}
+	if r.ipvs != nil {
+		if err := r.installIPVS(); err != nil {
+			return nil, err
+		}
+	}
+	if usePktgen && r.pktgenAvailable() {
+		// pktgen's packets leave through the stack's transmit path: checksummed in software,
+		// or XDP forwarding would pass on partial checksums.
+		for _, p := range r.paths {
+			if p.genIf == "" {
+				continue
+			}
+			if err := r.gen.TxOffloadOff(p.genIf); err != nil {
+				return nil, err
+			}
+		}
+		r.pktgen = true
 	}
 	return r, nil
 }

@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
 	"runtime"
 	"strings"
 	"time"
@@ -40,6 +41,18 @@ type Options struct {
 	// mode's default. Each rate reported is the best round: other load on the machine only
 	// ever lowers a rate.
 	Rounds int
+	// Generator sends the UDP scenarios' traffic: GeneratorLiveFrames (the default when
+	// empty), GeneratorPktgen (kernel pktgen; an error when the kernel has none) or
+	// GeneratorAuto (pktgen when the kernel has it). pktgen sends UDP only: TCP and mixed
+	// scenarios always use live frames. With pktgen, Quick and Smoke add UDP scenarios it
+	// drives (established UDP flows, IPv6).
+	Generator string
+	// Filter, a regular expression, keeps the throughput scenarios whose name matches it: the
+	// scenario, mode, family and protocol as the progress shows them ("established dr ipv4
+	// TCP"). Empty keeps them all.
+	Filter string
+	// ThroughputOnly skips the test-run costs and the control-plane timings.
+	ThroughputOnly bool
 	// Progress receives a line per step; nil discards them.
 	Progress io.Writer
 }
@@ -59,8 +72,10 @@ type Result struct {
 	Mpps        *float64 `json:"mpps"`         // Sluice, packets delivered to the real servers
 	CeilingMpps *float64 `json:"ceiling_mpps"` // MAC swap and XDP_TX, same run
 	NftMpps     *float64 `json:"nft_mpps"`     // nftables DNAT in the kernel's stack, same run
-	IPVSMpps    *float64 `json:"ipvs_mpps"`    // kernel IPVS; null: this kernel has no IPVS
+	IPVSMpps    *float64 `json:"ipvs_mpps"`    // kernel IPVS, same run; null: this kernel has no IPVS
 	NsPerPacket *float64 `json:"ns_per_packet"`
+	// Generator is what sent the scenario's traffic: "live-frames" or "pktgen" (throughput).
+	Generator string `json:"generator,omitempty"`
 	// RawNsPerPacket is NsPerPacket before subtracting a test run's fixed cost (testrun rows).
 	RawNsPerPacket *float64 `json:"raw_ns_per_packet,omitempty"`
 
@@ -71,6 +86,11 @@ type Result struct {
 	// IPv6), ToVIP how many were still addressed to the VIP (DR; NAT rewrites the destination).
 	Encapsulated uint64 `json:"encapsulated,omitempty"`
 	ToVIP        uint64 `json:"to_vip,omitempty"`
+	// IPVSPerReal, IPVSEncapsulated and IPVSToVIP are PerReal, Encapsulated and ToVIP of the
+	// IPVS baseline's best round.
+	IPVSPerReal      []uint64 `json:"ipvs_per_real,omitempty"`
+	IPVSEncapsulated uint64   `json:"ipvs_encapsulated,omitempty"`
+	IPVSToVIP        uint64   `json:"ipvs_to_vip,omitempty"`
 	// EstablishedMpps is the established flows' share of Mpps (mixed scenario).
 	EstablishedMpps *float64 `json:"established_mpps,omitempty"`
 	// EstablishedKept is the fraction of established flows still pinned in the flow table
@@ -93,6 +113,27 @@ type scenario struct {
 }
 
 func scenarios(o Options) []scenario {
+	out := baseScenarios(o)
+	if o.Generator == GeneratorPktgen || o.Generator == GeneratorAuto {
+		// Quick and smoke runs have no UDP scenario besides the IPv4 flood: give pktgen
+		// established flows and IPv6 to drive.
+		flows := uint32(1000)
+		if o.Smoke {
+			flows = 16
+		}
+		switch {
+		case o.Smoke, o.Quick:
+			out = append(out,
+				scenario{name: "established-udp", mode: genEstablished, flows: flows, proto: director.UDP, nft: true},
+				scenario{name: "udp-flood", mode: genNew, v6: true, proto: director.UDP})
+		default:
+			out = append(out, scenario{name: "udp-flood", mode: genNew, v6: true, proto: director.UDP, nft: true})
+		}
+	}
+	return out
+}
+
+func baseScenarios(o Options) []scenario {
 	switch {
 	case o.Smoke:
 		// Every method and family once, and a flood: the smoke test checks that each reaches
@@ -140,6 +181,11 @@ func scenarios(o Options) []scenario {
 		scenario{name: "udp-flood", mode: genNew, proto: director.UDP, nft: true},
 		scenario{name: "mixed", mode: genMixed, flows: 1000, nft: true},
 	)
+}
+
+// String is the scenario's name as Options.Filter matches it: "established dr ipv4 TCP".
+func (sc scenario) String() string {
+	return fmt.Sprintf("%s %s %s %s", sc.name, strings.ToLower(sc.method.String()), sc.family().name, sc.l4())
 }
 
 // family is the scenario's address family.
@@ -202,13 +248,51 @@ func Run(ctx context.Context, o Options) (results []Result, err error) {
 		coreSets = append(coreSets, all)
 	}
 
-	r, err := newRig()
+	switch o.Generator {
+	case "", GeneratorLiveFrames, GeneratorPktgen, GeneratorAuto:
+	default:
+		return nil, fmt.Errorf("generator %q: want %s, %s or %s", o.Generator, GeneratorLiveFrames, GeneratorPktgen, GeneratorAuto)
+	}
+	var filter *regexp.Regexp
+	if o.Filter != "" {
+		if filter, err = regexp.Compile(o.Filter); err != nil {
+			return nil, fmt.Errorf("scenario filter: %w", err)
+		}
+	}
+	havePktgen := (o.Generator == GeneratorPktgen || o.Generator == GeneratorAuto) && PktgenLoaded()
+	if o.Generator == GeneratorPktgen && !havePktgen {
+		return nil, errors.New("generator pktgen: this kernel has no pktgen (no /proc/net/pktgen, and modprobe pktgen failed)")
+	}
+	r, err := newRig(havePktgen)
 	if err != nil {
 		return nil, fmt.Errorf("build rig: %w", err)
 	}
 	defer func() { err = errors.Join(err, r.Close()) }()
+	switch {
+	case o.Generator == GeneratorPktgen && !r.pktgen:
+		return nil, errors.New("generator pktgen: the generator namespace has no /proc/net/pktgen")
+	case r.pktgen:
+		fmt.Fprintln(progress, "generator: kernel pktgen for the UDP scenarios; TCP and mixed scenarios use live frames (pktgen sends UDP only)")
+	}
+	if r.ipvs != nil {
+		note := ""
+		if !r.haveNft {
+			note = " (without nft(8), no rule keeps packets Sluice would pass to the stack from IPVS)"
+		}
+		fmt.Fprintln(progress, "baseline: kernel IPVS takes turns with the others"+note)
+	} else {
+		fmt.Fprintln(progress, "baseline: no IPVS in this kernel (ipvs_mpps null)")
+	}
 
-	scs := scenarios(o)
+	if !r.pktgen {
+		o.Generator = GeneratorLiveFrames // auto without pktgen: no scenarios added for it
+	}
+	var scs []scenario
+	for _, sc := range scenarios(o) {
+		if filter == nil || filter.MatchString(sc.String()) {
+			scs = append(scs, sc)
+		}
+	}
 	steps := len(scs) * len(coreSets)
 	step := 0
 	for _, sc := range scs {
@@ -226,6 +310,9 @@ func Run(ctx context.Context, o Options) (results []Result, err error) {
 		}
 	}
 
+	if o.ThroughputOnly {
+		return results, nil
+	}
 	methods := []director.Method{director.MethodDR, director.MethodTUN, director.MethodNAT}
 	n := 10000
 	if o.Smoke {
@@ -251,9 +338,12 @@ func Run(ctx context.Context, o Options) (results []Result, err error) {
 }
 
 func (res Result) progressLine() string {
-	s := fmt.Sprintf("%s %s %s %s flows=%d cores=%d: sluice %.3f Mpps, ceiling %.3f Mpps", res.Scenario, res.Mode, res.Family, res.Proto, res.Flows, res.Cores, deref(res.Mpps), deref(res.CeilingMpps))
+	s := fmt.Sprintf("%s %s %s %s flows=%d cores=%d (%s): sluice %.3f Mpps, ceiling %.3f Mpps", res.Scenario, res.Mode, res.Family, res.Proto, res.Flows, res.Cores, res.Generator, deref(res.Mpps), deref(res.CeilingMpps))
 	if res.NftMpps != nil {
 		s += fmt.Sprintf(", nft %.3f Mpps", *res.NftMpps)
+	}
+	if res.IPVSMpps != nil {
+		s += fmt.Sprintf(", ipvs %.3f Mpps", *res.IPVSMpps)
 	}
 	return s
 }
@@ -300,9 +390,9 @@ type sample struct {
 	elapsed time.Duration
 }
 
-// send runs g into path p for dur and reads what arrived: at the real servers, or, for the
-// ceiling, back at the generator.
-func (r *rig) send(g *generator, p int, cpus []int, dur time.Duration) (sample, error) {
+// send runs g (or, with pktgen, kernel pktgen for sc) into path p for dur and reads what
+// arrived: at the real servers, or, for the ceiling, back at the generator.
+func (r *rig) send(sc scenario, g *generator, pktgen bool, p int, cpus []int, dur time.Duration) (sample, error) {
 	read := func() ([]uint64, [sinkKeys]uint64, error) {
 		if p == pathCeiling {
 			var totals [sinkKeys]uint64
@@ -319,7 +409,19 @@ func (r *rig) send(g *generator, p int, cpus []int, dur time.Duration) (sample, 
 	if err != nil {
 		return sample{}, err
 	}
-	sent, elapsed, err := r.generate(g.prog, g.frame, r.paths[p], cpus, ^uint64(0), dur)
+	var (
+		sent    uint64
+		elapsed time.Duration
+	)
+	if pktgen {
+		devs, derr := pktgenDevs(sc, r.paths[p], cpus, dur)
+		if derr != nil {
+			return sample{}, derr
+		}
+		sent, elapsed, err = r.pktgenSend(devs, dur)
+	} else {
+		sent, elapsed, err = r.generate(g.prog, g.frame, r.paths[p], cpus, ^uint64(0), dur)
+	}
 	if err != nil {
 		return sample{}, err
 	}
@@ -341,12 +443,16 @@ func (r *rig) send(g *generator, p int, cpus []int, dur time.Duration) (sample, 
 }
 
 // measure runs one scenario: Sluice (configured through the production API, on a fresh flow
-// table), the ceiling and nftables take turns for rounds rounds of dur/rounds each, so that all
-// three see the same load on a shared machine; each keeps its best round.
+// table), the ceiling, nftables and IPVS take turns for rounds rounds of dur/rounds each, so
+// that all see the same load on a shared machine; each keeps its best round.
 func (r *rig) measure(ctx context.Context, sc scenario, cpus []int, dur time.Duration, rounds int) (Result, error) {
+	usePktgen := r.pktgen && pktgenUsable(sc, len(cpus))
 	res := Result{
 		Kind: "throughput", Scenario: sc.name, Mode: strings.ToLower(sc.method.String()), Family: sc.family().name,
-		Proto: sc.l4().String(), Flows: int(sc.flows), Cores: len(cpus), Rounds: rounds,
+		Proto: sc.l4().String(), Flows: int(sc.flows), Cores: len(cpus), Rounds: rounds, Generator: GeneratorLiveFrames,
+	}
+	if usePktgen {
+		res.Generator = GeneratorPktgen
 	}
 	l, err := r.startSluice(ctx, sc.method, flowTableFor(sc.flows))
 	if err != nil {
@@ -356,6 +462,12 @@ func (r *rig) measure(ctx context.Context, sc scenario, cpus []int, dur time.Dur
 	paths := []int{pathSluice, pathCeiling}
 	if sc.nft && r.haveNft {
 		paths = append(paths, pathNft)
+	}
+	if r.ipvs != nil {
+		if err := r.applyIPVS(ctx, sc.method); err != nil {
+			return res, err
+		}
+		paths = append(paths, pathIPVS)
 	}
 	var best [numPaths]sample
 	for _, p := range paths {
@@ -371,12 +483,16 @@ func (r *rig) measure(ctx context.Context, sc scenario, cpus []int, dur time.Dur
 			if err := ctx.Err(); err != nil {
 				return res, err
 			}
-			g, err := r.genFor(sc, len(cpus), r.paths[p])
-			if err != nil {
-				return res, err
+			var g *generator
+			if !usePktgen {
+				if g, err = r.genFor(sc, len(cpus), r.paths[p]); err != nil {
+					return res, err
+				}
 			}
-			s, err := r.send(g, p, cpus, dur/time.Duration(rounds))
-			g.Close()
+			s, err := r.send(sc, g, usePktgen, p, cpus, dur/time.Duration(rounds))
+			if g != nil {
+				g.Close()
+			}
 			if err != nil {
 				return res, err
 			}
@@ -390,6 +506,11 @@ func (r *rig) measure(ctx context.Context, sc scenario, cpus []int, dur time.Dur
 	res.Mpps, res.CeilingMpps = ptr(b.mpps), ptr(best[pathCeiling].mpps)
 	if sc.nft && r.haveNft {
 		res.NftMpps = ptr(best[pathNft].mpps)
+	}
+	if r.ipvs != nil {
+		v := best[pathIPVS]
+		res.IPVSMpps, res.IPVSPerReal = ptr(v.mpps), v.perReal
+		res.IPVSEncapsulated, res.IPVSToVIP = v.counts[sinkEncap], v.counts[sinkToVIP]
 	}
 	res.Sent, res.PerReal = b.sent, b.perReal
 	for _, n := range b.perReal {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sluice-lb/sluice/bench"
 	"github.com/sluice-lb/sluice/test/netns"
 )
 
@@ -20,6 +21,7 @@ func TestBenchUsageErrors(t *testing.T) {
 		{name: "unknown flag", args: []string{"--nope"}, wantErr: "flag provided but not defined"},
 		{name: "stray argument", args: []string{"extra"}, wantErr: `unexpected argument "extra"`},
 		{name: "negative duration", args: []string{"--duration", "-1s"}, wantErr: "want a positive duration"},
+		{name: "unknown generator", args: []string{"--generator", "trafgen"}, wantErr: "want live-frames, pktgen or auto"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -69,5 +71,23 @@ func TestBenchSmokeJSON(t *testing.T) {
 	b, err := os.ReadFile(svg)
 	if err != nil || !bytes.HasPrefix(b, []byte("<svg")) {
 		t.Errorf("chart %s: %v, starts %q", svg, err, b[:min(len(b), 20)])
+	}
+}
+
+// TestBenchPktgenMissing asks for kernel pktgen on a kernel without it (this machine's): a clear
+// error before anything is built. Where pktgen exists, test/vm's guest test uses it.
+func TestBenchPktgenMissing(t *testing.T) {
+	if os.Geteuid() != 0 {
+		netns.SkipPrivileged(t, "needs root: sluice bench builds network namespaces")
+	}
+	if bench.PktgenLoaded() {
+		t.Skip("this kernel has pktgen")
+	}
+	var stdout, stderr bytes.Buffer
+	if code := realMain([]string{"bench", "--smoke", "--generator", "pktgen"}, &stdout, &stderr); code != 1 {
+		t.Errorf("exit code %d, want 1; stderr:\n%s", code, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "this kernel has no pktgen") {
+		t.Errorf("stderr %q: want it to say the kernel has no pktgen", stderr.String())
 	}
 }

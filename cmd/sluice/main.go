@@ -44,7 +44,7 @@ commands:
   plan     show what reloading a configuration file would change (-f FILE)
   explain  say where a packet of a flow goes and why (tcp|udp SRC:PORT DST:PORT)
   genhash  print the MD5 digest of a page for an HTTP_GET url block (keepalived's genhash)
-  bench    measure the data path in network namespaces (--quick, --json, --svg FILE)
+  bench    measure the data path in network namespaces (--quick, --json, --svg FILE, --generator, --run)
   version  print the version
 
 A leading flag means "run", so "sluice -f FILE -n -l" works as "keepalived -f FILE -n -l" does.

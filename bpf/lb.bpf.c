@@ -121,10 +121,13 @@ static __always_inline int expired(const struct flow_value *fv, const struct pac
 	return limit && older(now, fv->last_seen_ns, limit);
 }
 
-/* touch refreshes a flow entry with the packet: its time, and a FIN or RST seen. */
+/* touch refreshes a flow entry with the packet: its time, and a FIN or RST seen. The coarse
+ * clock moves every few milliseconds, so most packets find the time already written and leave
+ * the entry's cache line clean. */
 static __always_inline void touch(struct flow_value *fv, const struct packet *pkt, __u64 now)
 {
-	fv->last_seen_ns = now;
+	if (fv->last_seen_ns != now)
+		fv->last_seen_ns = now;
 	if ((pkt->tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST)) && !(fv->flags & FLOW_F_FIN))
 		fv->flags |= FLOW_F_FIN;
 }

@@ -209,6 +209,11 @@ func New(opts Options) (*Loader, error) {
 		}
 		return nil, fmt.Errorf("load xdp program: %w", err)
 	}
+	if _, adopted := reuse[lbMapUnconfirmed]; !adopted {
+		if err := prefault(l.objs.Unconfirmed); err != nil {
+			l.log.Warn("could not touch the new unconfirmed-flow table in advance: its first flows may be slower", "err", err)
+		}
+	}
 	if l.life.dir == "" {
 		return l, nil
 	}

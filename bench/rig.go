@@ -60,6 +60,15 @@ func realAddr6(i int) netip.Addr {
 	return netip.AddrFrom16([16]byte{0xfd, 0x77, 0, byte(i + 1), 15: 2})
 }
 
+// oneArmAddr is the address of real server i of the one-armed scenarios, on the generator's
+// segment (gen0 holds it): 10.77.0.11-13 or fd77::11-13.
+func oneArmAddr(i int, v6 bool) netip.Addr {
+	if v6 {
+		return netip.AddrFrom16([16]byte{0xfd, 0x77, 15: byte(0x11 + i)})
+	}
+	return netip.AddrFrom4([4]byte{10, 77, 0, byte(11 + i)})
+}
+
 // dirAddr6 is the director's IPv6 address toward real server i.
 func dirAddr6(i int) netip.Addr {
 	return netip.AddrFrom16([16]byte{0xfd, 0x77, 0, byte(i + 1), 15: 1})
@@ -100,6 +109,7 @@ type rig struct {
 
 	sinks    []*ebpf.Map // per real server
 	bounced  *ebpf.Map   // frames the ceiling program sent back to the generator
+	returned *ebpf.Map   // frames Sluice sent back to the generator's segment (one-armed)
 	haveNft  bool
 	ipvs     *ipvsfallback.Dataplane // the IPVS baseline; nil: this kernel has no IPVS
 	pktgen   bool                    // the generator namespace has kernel pktgen (usePktgen)
@@ -217,6 +227,18 @@ func newRig(usePktgen bool) (_ *rig, err error) {
 	if r.bounced, err = r.attachSink(r.gen, r.paths[pathCeiling].genIf); err != nil {
 		return nil, err
 	}
+	// The one-armed scenarios' real servers live on the generator's segment, as in the classic
+	// LVS-DR layout (clients, director and real servers on one LAN): gen0 answers for them, and
+	// its sink counts what Sluice sends back out of dir0.
+	for i := range realCount {
+		if err := errors.Join(r.gen.AddAddr("gen0", netip.PrefixFrom(oneArmAddr(i, false), 24)),
+			r.gen.AddAddr("gen0", netip.PrefixFrom(oneArmAddr(i, true), 64))); err != nil {
+			return nil, err
+		}
+	}
+	if r.returned, err = r.attachSink(r.gen, r.paths[pathSluice].genIf); err != nil {
+		return nil, err
+	}
 	if err := r.installCeiling(); err != nil {
 		return nil, err
 	}
@@ -309,6 +331,12 @@ func attach(ns *netns.NS, ifName string, prog *ebpf.Program) (func() error, erro
 // IPv6 VIP, each forwarding to the three real servers' addresses of its family by method (DR:
 // new MACs; TUN: IPIP or IPv6-in-IPv6 to the real server; NAT: destination rewritten to it).
 func snapshot(scheduler string, method director.Method) director.Snapshot {
+	return snapshotTo(scheduler, method, false)
+}
+
+// snapshotTo is snapshot, with the real servers of the one-armed scenarios (oneArmAddr) when
+// oneArm is set.
+func snapshotTo(scheduler string, method director.Method, oneArm bool) director.Snapshot {
 	var snap director.Snapshot
 	for _, fam := range []family{ipv4, ipv6} {
 		for _, proto := range []director.Proto{director.TCP, director.UDP} {
@@ -318,7 +346,10 @@ func snapshot(scheduler string, method director.Method) director.Snapshot {
 			}
 			for i := range realCount {
 				a := realAddr(i)
-				if fam.vip.Is6() {
+				switch {
+				case oneArm:
+					a = oneArmAddr(i, fam.vip.Is6())
+				case fam.vip.Is6():
 					a = realAddr6(i)
 				}
 				svc.Backends = append(svc.Backends, director.Backend{Addr: a, Port: vipPort, Weight: 1, Method: method, Up: true})
@@ -332,7 +363,7 @@ func snapshot(scheduler string, method director.Method) director.Snapshot {
 // startSluice loads Sluice's XDP program through the production API (loader.New, then Apply of
 // a director.Snapshot, which attaches it to the VIP's interface and resolves the real servers
 // by ARP) inside the director namespace.
-func (r *rig) startSluice(ctx context.Context, method director.Method, flowTable uint32) (*loader.Loader, error) {
+func (r *rig) startSluice(ctx context.Context, method director.Method, flowTable uint32, oneArm bool) (*loader.Loader, error) {
 	var l *loader.Loader
 	err := r.dir.Do(func() error {
 		var err error
@@ -340,7 +371,7 @@ func (r *rig) startSluice(ctx context.Context, method director.Method, flowTable
 		if err != nil {
 			return err
 		}
-		return l.Apply(ctx, snapshot("rr", method))
+		return l.Apply(ctx, snapshotTo("rr", method, oneArm))
 	})
 	if err != nil {
 		if l != nil {

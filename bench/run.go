@@ -23,6 +23,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cilium/ebpf"
+
 	"github.com/sluice-lb/sluice/director"
 	"github.com/sluice-lb/sluice/loader"
 	"github.com/sluice-lb/sluice/test/packets"
@@ -110,6 +112,10 @@ type scenario struct {
 	mode   genMode
 	flows  uint32
 	nft    bool // also measure the nftables baseline
+	// oneArm puts the real servers on the generator's segment: Sluice sends back out of the
+	// interface the packet came in on (XDP_TX), as the ceiling does, and the frames are counted
+	// back at the generator. DR only.
+	oneArm bool
 }
 
 func scenarios(o Options) []scenario {
@@ -146,6 +152,7 @@ func baseScenarios(o Options) []scenario {
 			{name: "established", method: director.MethodNAT, mode: genEstablished, flows: 16},
 			{name: "established", method: director.MethodNAT, mode: genEstablished, flows: 16, v6: true},
 			{name: "udp-flood", mode: genNew, proto: director.UDP},
+			{name: "established-one-armed", mode: genEstablished, flows: 16, oneArm: true},
 		}
 	case o.Quick:
 		return []scenario{
@@ -157,6 +164,8 @@ func baseScenarios(o Options) []scenario {
 			{name: "syn-flood", mode: genNew},
 			{name: "udp-flood", mode: genNew, proto: director.UDP},
 			{name: "mixed", mode: genMixed, flows: 1000},
+			{name: "established-one-armed", mode: genEstablished, flows: 1000, oneArm: true},
+			{name: "syn-flood-one-armed", mode: genNew, oneArm: true},
 		}
 	}
 	out := []scenario{
@@ -180,6 +189,10 @@ func baseScenarios(o Options) []scenario {
 		scenario{name: "syn-flood", mode: genNew, v6: true, nft: true},
 		scenario{name: "udp-flood", mode: genNew, proto: director.UDP, nft: true},
 		scenario{name: "mixed", mode: genMixed, flows: 1000, nft: true},
+		scenario{name: "established-one-armed", mode: genEstablished, flows: 1000, oneArm: true},
+		scenario{name: "established-one-armed", mode: genEstablished, flows: 1000, v6: true, oneArm: true},
+		scenario{name: "syn-flood-one-armed", mode: genNew, oneArm: true},
+		scenario{name: "mixed-one-armed", mode: genMixed, flows: 1000, oneArm: true},
 	)
 }
 
@@ -394,9 +407,17 @@ type sample struct {
 // arrived: at the real servers, or, for the ceiling, back at the generator.
 func (r *rig) send(sc scenario, g *generator, pktgen bool, p int, cpus []int, dur time.Duration) (sample, error) {
 	read := func() ([]uint64, [sinkKeys]uint64, error) {
-		if p == pathCeiling {
+		// The ceiling, and Sluice one-armed, send back to the generator's segment.
+		var back *ebpf.Map
+		switch {
+		case p == pathCeiling:
+			back = r.bounced
+		case p == pathSluice && sc.oneArm:
+			back = r.returned
+		}
+		if back != nil {
 			var totals [sinkKeys]uint64
-			c, err := readCounters(r.bounced, sinkKeys)
+			c, err := readCounters(back, sinkKeys)
 			if err != nil {
 				return nil, totals, err
 			}
@@ -454,7 +475,10 @@ func (r *rig) measure(ctx context.Context, sc scenario, cpus []int, dur time.Dur
 	if usePktgen {
 		res.Generator = GeneratorPktgen
 	}
-	l, err := r.startSluice(ctx, sc.method, flowTableFor(sc.flows))
+	if sc.oneArm {
+		res.Note = "one-armed: the real servers share the ingress segment; Sluice sends with XDP_TX, as the ceiling does, and the frames are counted back at the generator"
+	}
+	l, err := r.startSluice(ctx, sc.method, flowTableFor(sc.flows), sc.oneArm)
 	if err != nil {
 		return res, err
 	}

@@ -348,7 +348,7 @@ func costResults(costs []PathCost) []Result {
 func (r *rig) rigCosts(ctx context.Context, methods []director.Method, n int) ([]PathCost, error) {
 	var out []PathCost
 	for _, method := range methods {
-		l, err := r.startSluice(ctx, method, 0)
+		l, err := r.startSluice(ctx, method, 0, false)
 		if err != nil {
 			return nil, err
 		}

@@ -53,8 +53,8 @@ func TestBenchSmokeJSON(t *testing.T) {
 	if len(rows) == 0 || rows[0]["scenario"] != "established" || rows[0]["mpps"] == nil {
 		t.Errorf("first row %v: want the established scenario with its Mpps", rows[0])
 	}
-	if !strings.Contains(stderr.String(), "[1/7]") || !strings.Contains(stderr.String(), "[7/7]") {
-		t.Errorf("no progress over the 7 smoke scenarios on stderr:\n%s", stderr.String())
+	if !strings.Contains(stderr.String(), "[1/8]") || !strings.Contains(stderr.String(), "[8/8]") {
+		t.Errorf("no progress over the 8 smoke scenarios on stderr:\n%s", stderr.String())
 	}
 	// Every method over both families is in the output.
 	seen := map[string]bool{}

@@ -83,16 +83,9 @@ func (r *rig) openIPVS() (*ipvsfallback.Dataplane, error) {
 // that it receives the generator's XDP_TX frames, and the sysctls IPVS needs. Its services
 // are applied per scenario (applyIPVS).
 func (r *rig) installIPVS() error {
-	pass, err := newNull(xdpPass)
-	if err != nil {
+	if err := r.attachPass(r.paths[pathIPVS].dirIf); err != nil {
 		return err
 	}
-	r.env.Defer(pass.Close)
-	closeLink, err := attach(r.dir, r.paths[pathIPVS].dirIf, pass)
-	if err != nil {
-		return err
-	}
-	r.env.Defer(closeLink)
 	for _, s := range ipvsSysctls {
 		if err := r.dir.Sysctl(s[0], s[1]); err != nil {
 			return err

@@ -420,20 +420,30 @@ table ip6 sluice_bench6 {
 `, r.paths[pathNft].dirIf, vip, vipPort, realCount, strings.Join(m4, ", "), vip6, strings.Join(m6, ", "))
 }
 
-// installNft installs the nftables DNAT baseline on its path. The director's end gets an
-// XDP_PASS program so that it receives the generator's XDP_TX frames at all; they then take
-// the kernel's path. The rules go with the namespace.
-func (r *rig) installNft() error {
+// attachPass attaches an XDP_PASS program to the director's end ifName of a baseline's path, so
+// that it receives the generator's XDP_TX frames at all (a veth hands them only to an end with
+// an XDP program); they then take the kernel's path.
+func (r *rig) attachPass(ifName string) error {
 	pass, err := newNull(xdpPass)
 	if err != nil {
 		return err
 	}
 	r.env.Defer(pass.Close)
-	closeLink, err := attach(r.dir, r.paths[pathNft].dirIf, pass)
+	closeLink, err := attach(r.dir, ifName, pass)
 	if err != nil {
 		return err
 	}
 	r.env.Defer(closeLink)
+	return nil
+}
+
+// installNft installs the nftables DNAT baseline on its path. The director's end gets an
+// XDP_PASS program so that it receives the generator's XDP_TX frames at all; they then take
+// the kernel's path. The rules go with the namespace.
+func (r *rig) installNft() error {
+	if err := r.attachPass(r.paths[pathNft].dirIf); err != nil {
+		return err
+	}
 	cmd := r.dir.Command("nft", "-f", "-")
 	cmd.Stdin = strings.NewReader(r.nftRules())
 	if out, err := cmd.CombinedOutput(); err != nil {

@@ -19,15 +19,24 @@ func TestTableSizes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	for _, m := range []struct {
-		name      string
-		got, want uint32
-	}{
+	checkSizes(t, []mapSize{
 		{"flows", l.objs.Flows.MaxEntries(), 4096},
 		{"nat_flows", l.objs.NatFlows.MaxEntries(), 4096},
 		{"unconfirmed", l.objs.Unconfirmed.MaxEntries(), 2048 / unconfWays}, // sets
 		{"nat_unconfirmed", l.objs.NatUnconfirmed.MaxEntries(), 2048},
-	} {
+	})
+}
+
+// mapSize is a map's size and the one a test wants.
+type mapSize struct {
+	name      string
+	got, want uint32
+}
+
+// checkSizes reports every map of sizes whose size is not the one wanted.
+func checkSizes(t *testing.T, sizes []mapSize) {
+	t.Helper()
+	for _, m := range sizes {
 		if m.got != m.want {
 			t.Errorf("%s has %d entries, want %d", m.name, m.got, m.want)
 		}
@@ -44,10 +53,7 @@ func TestServiceAndBackendLimits(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	for _, m := range []struct {
-		name      string
-		got, want uint32
-	}{
+	checkSizes(t, []mapSize{
 		{"services", l.objs.Services.MaxEntries(), 3},
 		{"svc_confs", l.objs.SvcConfs.MaxEntries(), 3},
 		{"rr_pos", l.objs.RrPos.MaxEntries(), 3},
@@ -55,11 +61,7 @@ func TestServiceAndBackendLimits(t *testing.T) {
 		{"sel_tables", l.objs.SelTables.MaxEntries(), 6},
 		{"backends", l.objs.Backends.MaxEntries(), 5},
 		{"be_stats", l.objs.BeStats.MaxEntries(), 5},
-	} {
-		if m.got != m.want {
-			t.Errorf("%s has %d entries, want %d", m.name, m.got, m.want)
-		}
-	}
+	})
 
 	// Three services of two backends: the third service's second backend is the sixth.
 	key := func(port uint16) director.ServiceKey {

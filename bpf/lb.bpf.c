@@ -184,12 +184,12 @@ static __always_inline struct backend_value *pinned(struct packet *pkt, const st
 		return NULL;
 	*epoch = new_epoch(&uv, now);
 	touch(&uv, pkt, now);
-	if ((pkt->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) != TCP_FLAG_SYN) {
-		if (bpf_map_update_elem(&flows, &pkt->flow, &uv, BPF_ANY) == 0) {
-			unconf_delete(ref);
-			remember_nat(pkt, be, *be_id, 1);
-		}
+	if ((pkt->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) != TCP_FLAG_SYN &&
+	    bpf_map_update_elem(&flows, &pkt->flow, &uv, BPF_ANY) == 0) {
+		unconf_delete(ref);
+		remember_nat(pkt, be, *be_id, 1);
 	} else {
+		/* A bare SYN (or a promotion that failed) stays unconfirmed, refreshed. */
 		unconf_put(ref, NULL, &uv);
 	}
 	*state = FLOW_PINNED;
@@ -594,8 +594,6 @@ int xdp_lb(struct xdp_md *ctx)
 		if (pf) {
 			be_id = pf->backend;
 		} else {
-			struct unconf_ref ref;
-
 			unconf_find(&pkt.flow, &ref);
 			if (ref.way < 0)
 				return verdict(PASS_ICMP, XDP_PASS);

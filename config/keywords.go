@@ -97,7 +97,7 @@ var (
 		"gna_interval", "kernel_rx_buf_size", "linkbeat_use_polling",
 		"lower_prio_no_advert", "native_ipv6", "no_accept", "notify_deleted",
 		"notify_master_rx_lower_pri", "notify_priority_changes", "old_unicast_checksum", "promote_secondaries",
-		"skip_check_adv_addr", "strict_mode", "track_bfd",
+		"skip_check_adv_addr", "strict_mode",
 		"track_process", "track_src_ip",
 		"use_ipvlan", "use_vmac_addr", "virtual_routes",
 		"virtual_rules",
@@ -105,7 +105,7 @@ var (
 	vrrpInstanceSupported = []string{
 		"advert_int", "authentication", "garp_master_delay", "garp_master_refresh", "garp_master_repeat",
 		"notify", "notify_backup", "notify_fault", "notify_master", "notify_stop", "smtp_alert",
-		"dont_track_primary", "higher_prio_send_advert", "track_file", "track_interface", "track_script",
+		"dont_track_primary", "higher_prio_send_advert", "track_bfd", "track_file", "track_interface", "track_script",
 		"interface", "mcast_dst_ip", "mcast_src_ip", "nopreempt", "preempt", "preempt_delay", "priority", "state",
 		"unicast_peer", "unicast_src_ip", "unicast_ttl", "use_vmac", "version", "virtual_ipaddress", "virtual_router_id",
 		"vmac_xmit_base", "check_unicast_src", "unicast_fault_no_peer", "virtual_ipaddress_excluded",

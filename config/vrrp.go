@@ -761,8 +761,8 @@ func (p *parser) trackFile(n *node) (TrackFile, bool) {
 	return f, ok
 }
 
-// resolveTracks drops track_script and track_file entries naming nothing, with keepalived's
-// warning ("track script X not found, ignoring").
+// resolveTracks drops track_script, track_file and track_bfd entries naming nothing, with
+// keepalived's warning ("track script X not found, ignoring").
 func (p *parser) resolveTracks(n *node, vi *VRRPInstance, cfg *Config) {
 	keep := func(refs []TrackRef, what string, exists func(string) bool) []TrackRef {
 		var out []TrackRef
@@ -786,6 +786,15 @@ func (p *parser) resolveTracks(n *node, vi *VRRPInstance, cfg *Config) {
 	vi.TrackFiles = keep(vi.TrackFiles, "track_file", func(name string) bool {
 		for _, f := range cfg.TrackFiles {
 			if f.Name == name {
+				return true
+			}
+		}
+		return false
+	})
+	// A bfd_instance flagged checker serves BFD_CHECKs only.
+	vi.TrackBFDs = keep(vi.TrackBFDs, "track_bfd", func(name string) bool {
+		for _, b := range cfg.BFDInstances {
+			if b.Name == name && !b.OnlyChecker {
 				return true
 			}
 		}

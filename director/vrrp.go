@@ -161,7 +161,30 @@ func VRRPConfigFor(cfg *config.Config, in config.VRRPInstance, log *slog.Logger)
 		}
 		c.TrackFiles = append(c.TrackFiles, tf)
 	}
+	if c.TrackBFDs = trackBFDs(cfg, in); len(c.TrackBFDs) > 0 {
+		c.BFDState = bfdSessions.BFDUp
+	}
 	return c, nil
+}
+
+// trackBFDs resolves an instance's track_bfd entries to the director's bfd_instance sessions
+// (the parser dropped names of none); a weight written in track_bfd overrides the
+// bfd_instance's own.
+func trackBFDs(cfg *config.Config, in config.VRRPInstance) []vrrp.TrackBFD {
+	var out []vrrp.TrackBFD
+	for _, r := range in.TrackBFDs {
+		i := slices.IndexFunc(cfg.BFDInstances, func(b config.BFDInstance) bool { return b.Name == r.Name })
+		if i < 0 {
+			continue
+		}
+		b := cfg.BFDInstances[i]
+		tb := vrrp.TrackBFD{Name: b.Name, Weight: b.Weight, Reverse: b.Reverse}
+		if r.Weight != nil {
+			tb.Weight, tb.Reverse = *r.Weight, r.Reverse
+		}
+		out = append(out, tb)
+	}
+	return out
 }
 
 // globalMcastGroup returns global_defs' vrrp_mcast_group4 or vrrp_mcast_group6, by the family
@@ -227,11 +250,12 @@ type vrrpSpec struct {
 	Files                 []config.TrackFile
 	SyncGroup             *config.VRRPSyncGroup
 	ScriptUser, ScriptGrp string
-	McastGroup            netip.Addr // from global_defs
+	McastGroup            netip.Addr      // from global_defs
+	BFDs                  []vrrp.TrackBFD // track_bfd with the bfd_instances' weights
 }
 
 func specOf(cfg *config.Config, in config.VRRPInstance) vrrpSpec {
-	sp := vrrpSpec{Instance: in, McastGroup: globalMcastGroup(cfg, in)}
+	sp := vrrpSpec{Instance: in, McastGroup: globalMcastGroup(cfg, in), BFDs: trackBFDs(cfg, in)}
 	refs := in.TrackScripts
 	frefs := in.TrackFiles
 	if g := syncGroupOf(cfg, in.Name); g != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -332,5 +333,57 @@ func TestVRRPReloadChangesPriorityInPlace(t *testing.T) {
 	}
 	if !first.stopped.Load() || first.prio.Load() != 130 {
 		t.Errorf("old instance stopped %v, priority %d; want stopped with 130", first.stopped.Load(), first.prio.Load())
+	}
+}
+
+// TestVRRPConfigTrackBFD: track_bfd follows the bfd_instance's session, with the instance's
+// weight unless track_bfd gives one, and reads the director's sessions; a bfd_instance
+// flagged checker cannot be tracked (the parser warns and drops it).
+func TestVRRPConfigTrackBFD(t *testing.T) {
+	cfg, err := config.Parse("k.conf", []byte(`
+bfd_instance b1 {
+    neighbor_ip 192.0.2.2
+    weight -20 reverse
+}
+bfd_instance b2 {
+    neighbor_ip 192.0.2.3
+}
+bfd_instance b3 {
+    neighbor_ip 192.0.2.4
+    checker
+}
+vrrp_instance VI_1 {
+    interface eth0
+    virtual_router_id 51
+    priority 100
+    virtual_ipaddress {
+        192.0.2.10
+    }
+    track_bfd {
+        b1
+        b2 weight 10
+        b3
+    }
+}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(cfg.Warnings, func(w config.Warning) bool { return strings.Contains(w.String(), "track_bfd b3 not found") }) {
+		t.Errorf("warnings %v: want track_bfd b3 (a checker-only bfd_instance) dropped", cfg.Warnings)
+	}
+	got, err := VRRPConfigFor(cfg, cfg.VRRPInstances[0], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []vrrp.TrackBFD{{Name: "b1", Weight: -20, Reverse: true}, {Name: "b2", Weight: 10}}
+	if diff := cmp.Diff(want, got.TrackBFDs); diff != "" {
+		t.Errorf("track_bfd (-want +got):\n%s", diff)
+	}
+	if got.BFDState == nil {
+		t.Fatal("no BFD sessions to follow")
+	}
+	if _, known := got.BFDState("b1"); known {
+		t.Error("a session reported known while the director runs none")
 	}
 }

@@ -119,11 +119,19 @@ type Config struct {
 	TrackInterfaces []TrackInterface
 	TrackScripts    []TrackScript
 	TrackFiles      []TrackFile
+	// TrackBFDs are track_bfd entries, whose sessions BFDState reports.
+	TrackBFDs []TrackBFD
+	// BFDState reports the named BFD session's state (ok false: no such session, taken as
+	// down); required with TrackBFDs. The director passes its bfd_instances' sessions.
+	BFDState func(name string) (up, ok bool)
 	// DontTrackPrimary is dont_track_primary: the instance's own interface going down does
 	// not put it in FAULT (tracked interfaces still do).
 	DontTrackPrimary bool
 	// TrackFilePoll is how often track files are read; 0 means DefaultTrackFilePoll.
 	TrackFilePoll time.Duration
+	// TrackBFDPoll is how often the tracked BFD sessions' states are read; 0 means
+	// DefaultTrackBFDPoll.
+	TrackBFDPoll time.Duration
 	// Sync is the vrrp_sync_group the instance belongs to; nil: none.
 	Sync *SyncGroup
 
@@ -139,6 +147,10 @@ type Config struct {
 	// shell, as its user, killed with its process group at its timeout.
 	RunScript func(ctx context.Context, s TrackScript) error
 }
+
+// DefaultTrackBFDPoll is how often tracked BFD sessions are read: keepalived's BFD process
+// tells its VRRP process at once; a session's state is read from memory, so often is cheap.
+const DefaultTrackBFDPoll = 20 * time.Millisecond
 
 // DefaultTrackFilePoll is how often track files are read. keepalived follows them with
 // inotify; Sluice polls, so a change takes effect within this time.
@@ -517,9 +529,13 @@ func validate(c *Config) error {
 			return fmt.Errorf("vrrp_script %s: no script", ts.Name)
 		}
 	}
+	if len(c.TrackBFDs) > 0 && c.BFDState == nil {
+		return errors.New("track_bfd without BFD sessions to follow")
+	}
 	c.TrackInterfaces = slices.Clone(c.TrackInterfaces)
 	c.TrackScripts = slices.Clone(c.TrackScripts)
 	c.TrackFiles = slices.Clone(c.TrackFiles)
+	c.TrackBFDs = slices.Clone(c.TrackBFDs)
 	if c.Sync != nil || c.Priority == PriorityOwner {
 		// keepalived: weights of a sync group member's or an address owner's tracking are 0.
 		for i := range c.TrackInterfaces {
@@ -530,6 +546,9 @@ func validate(c *Config) error {
 		}
 		for i := range c.TrackFiles {
 			c.TrackFiles[i].Weight = 0
+		}
+		for i := range c.TrackBFDs {
+			c.TrackBFDs[i].Weight = 0
 		}
 	}
 	if !v4 && c.Version != 3 {

@@ -7,8 +7,8 @@ import (
 	"time"
 )
 
-// Tracking, as keepalived 2.2 does it: track_interface, track_script (vrrp_script) and
-// track_file change an instance's effective priority or put it in FAULT. This file holds the
+// Tracking, as keepalived 2.2 does it: track_interface, track_script (vrrp_script), track_file
+// and track_bfd change an instance's effective priority or put it in FAULT. This file holds the
 // pure rules; instance.go feeds them the interfaces' states, the scripts' exit statuses and
 // the files' values.
 
@@ -20,6 +20,7 @@ const (
 	TrackInterfaceKind TrackKind = iota + 1
 	TrackScriptKind
 	TrackFileKind
+	TrackBFDKind
 )
 
 func (k TrackKind) String() string {
@@ -30,6 +31,8 @@ func (k TrackKind) String() string {
 		return "track_script"
 	case TrackFileKind:
 		return "track_file"
+	case TrackBFDKind:
+		return "track_bfd"
 	}
 	return "track"
 }
@@ -72,13 +75,21 @@ type TrackFile struct {
 	Reverse bool
 }
 
+// TrackBFD is one track_bfd entry: a bfd_instance's session, with Weight and Reverse as for
+// TrackInterface, "up" meaning the session is Up.
+type TrackBFD struct {
+	Name    string
+	Weight  int
+	Reverse bool
+}
+
 // Track is what is known of one tracked object: its configuration and last status.
 type Track struct {
 	Kind    TrackKind
 	Name    string
 	Weight  int
 	Reverse bool
-	// Up is an interface's or script's status.
+	// Up is an interface's, script's or BFD session's status.
 	Up bool
 	// Value is a file's number.
 	Value int64

@@ -35,6 +35,9 @@ func (in *Instance) initTracks() {
 	for _, t := range in.cfg.TrackFiles {
 		in.tracks = append(in.tracks, Track{Kind: TrackFileKind, Name: t.Name, Weight: t.Weight, Reverse: t.Reverse})
 	}
+	for _, t := range in.cfg.TrackBFDs {
+		in.tracks = append(in.tracks, Track{Kind: TrackBFDKind, Name: t.Name, Weight: t.Weight, Reverse: t.Reverse})
+	}
 	in.trackLinks = map[int]int{}
 }
 
@@ -66,6 +69,19 @@ func (in *Instance) startTracking(ctx context.Context, ch chan<- trackResult, wg
 		}()
 	}
 	files := first + len(in.cfg.TrackScripts)
+	bfds := files + len(in.cfg.TrackFiles)
+	seen := make([]bool, len(in.cfg.TrackBFDs))
+	for j, b := range in.cfg.TrackBFDs {
+		seen[j], _ = in.cfg.BFDState(b.Name)
+		in.tracks[bfds+j].Up = seen[j]
+	}
+	if len(in.cfg.TrackBFDs) > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			in.bfdLoop(ctx, bfds, seen, ch)
+		}()
+	}
 	if len(in.cfg.TrackFiles) == 0 {
 		return
 	}
@@ -77,6 +93,29 @@ func (in *Instance) startTracking(ctx context.Context, ch chan<- trackResult, wg
 		defer wg.Done()
 		in.fileLoop(ctx, files, ch)
 	}()
+}
+
+// bfdLoop reads the tracked BFD sessions' states every TrackBFDPoll and reports those that
+// changed since last, startTracking's reading, or its own last one.
+func (in *Instance) bfdLoop(ctx context.Context, first int, last []bool, ch chan<- trackResult) {
+	poll := in.cfg.TrackBFDPoll
+	if poll <= 0 {
+		poll = DefaultTrackBFDPoll
+	}
+	for in.sleep(ctx, poll) {
+		for j, b := range in.cfg.TrackBFDs {
+			up, _ := in.cfg.BFDState(b.Name)
+			if up == last[j] {
+				continue
+			}
+			last[j] = up
+			select {
+			case ch <- trackResult{i: first + j, ok: up}:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}
 }
 
 // runScript runs a vrrp_script as a MISC_CHECK runs: no shell, its user, a timeout.
@@ -169,6 +208,13 @@ func (in *Instance) trackUpdate(r trackResult) bool {
 		}
 		t.Up = st.OK()
 		in.log.Info("vrrp_script status changed", "instance", in.cfg.Name, "script", t.Name, "ok", t.Up)
+		return true
+	case TrackBFDKind:
+		if t.Up == r.ok {
+			return false
+		}
+		t.Up = r.ok
+		in.log.Info("vrrp track_bfd session changed", "instance", in.cfg.Name, "bfd_instance", t.Name, "up", t.Up)
 		return true
 	case TrackFileKind:
 		if t.Value == r.value {

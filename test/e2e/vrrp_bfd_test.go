@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -33,24 +31,7 @@ func TestVRRPTrackBFD(t *testing.T) {
 	confA := bfd("B", lab.SecondDirectorIP, lab.DirectorIP) + strings.Replace(l.KeepalivedConfVRRP(150),
 		"    priority 150\n", "    priority 150\n    track_bfd {\n        B weight -100\n    }\n", 1)
 	confB := bfd("A", lab.DirectorIP, lab.SecondDirectorIP) + l.KeepalivedConfVRRP(100)
-	dir := t.TempDir()
-	ds := [2]*vrrpDirector{}
-	for i, conf := range []string{confA, confB} {
-		ds[i] = &vrrpDirector{ns: l.Directors[i], conf: filepath.Join(dir, []string{"a.conf", "b.conf"}[i])}
-		if err := os.WriteFile(ds[i].conf, []byte(conf), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		ds[i].start(t, env)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for i, d := range ds {
-				for _, line := range d.log.Since(0) {
-					t.Logf("director %d: %s", i, line)
-				}
-			}
-		}
-	})
+	ds := startDirectors(t, env, l, t.TempDir(), [2]string{confA, confB})
 	effective := func(step string, prio int) {
 		t.Helper()
 		ds[0].waitTrackInstance(t, "VI_1", step, 10*time.Second, func(v control.VRRPInstance) bool {

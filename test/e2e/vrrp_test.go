@@ -36,6 +36,30 @@ func (d *vrrpDirector) start(t *testing.T, env *netns.Env) {
 	}
 }
 
+// startDirectors writes confs[i] for director i of l into dir and starts `sluice run` on it; the
+// directors' logs are printed if the test fails.
+func startDirectors(t *testing.T, env *netns.Env, l *lab.VRRPLab, dir string, confs [2]string) [2]*vrrpDirector {
+	t.Helper()
+	ds := [2]*vrrpDirector{}
+	for i, conf := range confs {
+		ds[i] = &vrrpDirector{ns: l.Directors[i], conf: filepath.Join(dir, []string{"a.conf", "b.conf"}[i])}
+		if err := os.WriteFile(ds[i].conf, []byte(conf), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		ds[i].start(t, env)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for i, d := range ds {
+				for _, line := range d.log.Since(0) {
+					t.Logf("director %d: %s", i, line)
+				}
+			}
+		}
+	})
+	return ds
+}
+
 func (d *vrrpDirector) vrrpState(t *testing.T) string {
 	t.Helper()
 	st, _ := d.vrrpStatus(t)
@@ -69,24 +93,7 @@ func TestVRRPFailover(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	ds := [2]*vrrpDirector{}
-	for i, prio := range []int{150, 100} {
-		ds[i] = &vrrpDirector{ns: l.Directors[i], conf: filepath.Join(dir, []string{"a.conf", "b.conf"}[i])}
-		if err := os.WriteFile(ds[i].conf, []byte(l.KeepalivedConfVRRP(prio)), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		ds[i].start(t, env)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for i, d := range ds {
-				for _, line := range d.log.Since(0) {
-					t.Logf("director %d: %s", i, line)
-				}
-			}
-		}
-	})
+	ds := startDirectors(t, env, l, t.TempDir(), [2]string{l.KeepalivedConfVRRP(150), l.KeepalivedConfVRRP(100)})
 	ctx := context.Background()
 	serve := func(step string) {
 		t.Helper()

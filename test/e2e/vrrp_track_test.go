@@ -90,23 +90,7 @@ func TestVRRPTrackScriptAndReload(t *testing.T) {
 		"    interval 0.2\n    timeout 2\n    weight -100\n}\n\n", script)
 	confA := track + strings.Replace(l.KeepalivedConfVRRP(150), "    priority 150\n",
 		"    priority 150\n    track_script {\n        chk\n    }\n", 1)
-	ds := [2]*vrrpDirector{}
-	for i, conf := range []string{confA, l.KeepalivedConfVRRP(100)} {
-		ds[i] = &vrrpDirector{ns: l.Directors[i], conf: filepath.Join(dir, []string{"a.conf", "b.conf"}[i])}
-		if err := os.WriteFile(ds[i].conf, []byte(conf), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		ds[i].start(t, env)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for i, d := range ds {
-				for _, line := range d.log.Since(0) {
-					t.Logf("director %d: %s", i, line)
-				}
-			}
-		}
-	})
+	ds := startDirectors(t, env, l, dir, [2]string{confA, l.KeepalivedConfVRRP(100)})
 	ctx := context.Background()
 	serve := func(step string) {
 		t.Helper()
